@@ -39,7 +39,9 @@ def config_from_dict(cls: type, data: dict) -> Any:
     kwargs = {}
     for key, value in data.items():
         default = getattr(cls, key, None) if not callable(getattr(cls, key, None)) else None
-        kwargs[key] = tuple(value) if isinstance(value, list) and isinstance(default, tuple) else value
+        kwargs[key] = (
+            tuple(value) if isinstance(value, list) and isinstance(default, tuple) else value
+        )
     return cls(**kwargs)
 
 
