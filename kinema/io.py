@@ -66,8 +66,9 @@ def _open(path: Path):
 
 
 def _reason(e: Exception) -> str:
-    text = str(e).split(":")[-1].strip() if ":" in str(e) else str(e)
-    return text or type(e).__name__
+    """FFmpeg's own words (``strerror``) without the file name PyAV appends."""
+    text = getattr(e, "strerror", None) or str(e)
+    return " ".join(str(text).split()) or type(e).__name__
 
 
 def probe(path: str | os.PathLike, count: bool = False) -> VideoInfo:
