@@ -56,7 +56,7 @@ class ModelMixin(nn.Module):
         path = Path(path)
         with atomic_dir(path) as tmp:
             state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-            save_file(_untie(state), str(tmp / WEIGHTS_NAME))
+            save_file(untie_shared(state), str(tmp / WEIGHTS_NAME))
             config = {"model_type": type(self).__name__, **config_to_dict(self.config)}
             (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2))
         return path
@@ -87,7 +87,7 @@ class ModelMixin(nn.Module):
         return model
 
 
-def _untie(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def untie_shared(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """safetensors refuses shared storage: keep the first name of each shared tensor."""
     seen: dict[int, str] = {}
     out = {}
@@ -101,7 +101,7 @@ def _untie(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def _is_tied(model: nn.Module, name: str) -> bool:
-    """True if ``name`` shares storage with another parameter (dropped by :func:`_untie`)."""
+    """True if ``name`` shares storage with another parameter (dropped by :func:`untie_shared`)."""
     params = dict(model.named_parameters(remove_duplicate=False))
     if name not in params:
         return False
