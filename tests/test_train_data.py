@@ -15,13 +15,7 @@ from kinema.train import SkipNoneCollate, StepSampler, TrainConfig, Trainer, rea
 sys.path.insert(0, str(Path(__file__).parent / "scripts"))
 import train_tiny  # noqa: E402
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def config(out: Path, **changes) -> TrainConfig:

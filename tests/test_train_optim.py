@@ -17,14 +17,7 @@ from kinema.train.optim import split_decay_params
 sys.path.insert(0, str(Path(__file__).parent / "scripts"))
 import train_tiny  # noqa: E402
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest (and steadiest on a shared CPU) on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def closed_form(step: int, warmup: int, total: int, min_ratio: float) -> float:

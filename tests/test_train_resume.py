@@ -15,14 +15,7 @@ from kinema.train import TrainConfig, Trainer, latest_checkpoint, load_weights
 sys.path.insert(0, str(Path(__file__).parent / "scripts"))
 import train_tiny  # noqa: E402
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest (and steadiest on a shared CPU) on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def config(out: Path, **changes) -> TrainConfig:
