@@ -174,3 +174,14 @@ def test_real_sample_videos_decode(real_videos):
         assert info.frames > 10 and info.width > 0 and info.fps > 0
         clip = read_video(f, num_frames=5, size=32)
         assert clip.shape == (5, 32, 32, 3)
+
+
+def test_written_files_get_the_usual_permissions(tmp_path: Path):
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        path = write_video(tmp_path / "p.gif", moving_square(t=2))
+    finally:
+        os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o644
