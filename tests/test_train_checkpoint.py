@@ -20,20 +20,11 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def config(out: Path, **changes) -> TrainConfig:
-    base = dict(
-        steps=10,
-        batch_size=4,
-        lr=1e-3,
-        warmup_steps=2,
-        save_every=2,
-        keep_last=2,
-        log_every=1,
-        out_dir=str(out),
-        device="cpu",
-        tensorboard=False,
-        progress=False,
+    """train_tiny's config with this module's settings."""
+    own = dict(
+        steps=10, batch_size=4, lr=1e-3, warmup_steps=2, save_every=2, keep_last=2, progress=False
     )
-    return TrainConfig(**{**base, **changes})
+    return train_tiny.make_config(out, **{**own, **changes})
 
 
 def steps_on_disk(out: Path) -> list[int]:

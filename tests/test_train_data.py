@@ -19,19 +19,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def config(out: Path, **changes) -> TrainConfig:
-    base = dict(
-        steps=8,
-        batch_size=8,
-        lr=1e-3,
-        warmup_steps=1,
-        save_every=0,
-        log_every=1,
-        out_dir=str(out),
-        device="cpu",
-        tensorboard=False,
-        progress=False,
-    )
-    return TrainConfig(**{**base, **changes})
+    """train_tiny's config with this module's settings."""
+    own = dict(steps=8, batch_size=8, lr=1e-3, warmup_steps=1, save_every=0, progress=False)
+    return train_tiny.make_config(out, **{**own, **changes})
 
 
 def test_global_step_batches_do_not_depend_on_world_size():

@@ -19,7 +19,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def config(out: Path, **changes) -> TrainConfig:
-    base = dict(
+    """train_tiny's config with this module's settings."""
+    own = dict(
         steps=14,
         batch_size=8,
         grad_accum=2,
@@ -28,14 +29,10 @@ def config(out: Path, **changes) -> TrainConfig:
         ema_decay=0.9,
         save_every=5,
         keep_last=0,
-        log_every=1,
-        out_dir=str(out),
-        device="cpu",
-        tensorboard=False,
         progress=False,
         seed=3,
     )
-    return TrainConfig(**{**base, **changes})
+    return train_tiny.make_config(out, **{**own, **changes})
 
 
 def data():

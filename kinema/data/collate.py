@@ -1,28 +1,24 @@
-"""Batching for dict items: tensors stacked, numbers as tensors, everything else as lists."""
+"""Batching for dict items: tensors stacked, numbers as tensors, everything else as lists.
+
+Unlike ``default_collate`` it accepts items whose nested dicts differ (physics ``params``
+per scenario). Failed items (``None``) are the trainer's concern: its ``SkipNoneCollate``
+drops and counts them before calling a collate function.
+"""
 
 from __future__ import annotations
 
-import logging
 import numbers
 
 import torch
 
-log = logging.getLogger(__name__)
 
-
-def collate(items: list[dict | None]) -> dict | None:
-    """Collate dataset items into a batch; ``None`` items (failed loads) are dropped.
-
-    Returns ``None`` when nothing in the batch survived.
-    """
-    kept = [it for it in items if it is not None]
-    if len(kept) < len(items):
-        log.warning("dropped %d undecodable item(s) from a batch", len(items) - len(kept))
-    if not kept:
-        return None
+def collate(items: list[dict]) -> dict:
+    """Collate dataset items (dicts with the same keys) into a batch."""
+    if not items:
+        raise ValueError("cannot collate an empty list of items")
     batch = {}
-    for key in kept[0]:
-        values = [it[key] for it in kept]
+    for key in items[0]:
+        values = [it[key] for it in items]
         first = values[0]
         if isinstance(first, torch.Tensor):
             batch[key] = torch.stack(values)
