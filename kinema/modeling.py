@@ -17,6 +17,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from kinema.errors import KinemaError
+from kinema.hub import resolve_model
 from kinema.utils.fs import atomic_dir
 
 CONFIG_NAME = "config.json"
@@ -65,8 +66,9 @@ class ModelMixin(nn.Module):
     def from_pretrained(
         cls: type[M], path: str | os.PathLike, map_location: str | torch.device = "cpu"
     ) -> M:
-        """Load a model folder written by :meth:`save_pretrained` (or by the trainer)."""
-        path = Path(path)
+        """Load a model folder written by :meth:`save_pretrained` (or by the trainer), or a
+        model shipped with kinema by name (:func:`kinema.hub.resolve_model`)."""
+        path = Path(path) if Path(path).exists() else resolve_model(path)
         cfg_file, weights = path / CONFIG_NAME, path / WEIGHTS_NAME
         for f in (cfg_file, weights):
             if not f.is_file():

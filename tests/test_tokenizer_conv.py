@@ -78,3 +78,15 @@ def test_depth_to_space_starts_as_nearest_upsampling():
     out = up(torch.randn(1, 3, 2, 2, 2))
     cell = out[0, :, 1:3, 0:2, 0:2]  # frames of latent 1, top-left latent cell
     torch.testing.assert_close(cell, cell[:, :1, :1, :1].expand_as(cell))
+
+
+@pytest.mark.parametrize("stride,time_stride", [(1, 1), (2, 1), (2, 2)])
+def test_single_frame_fast_path_equals_the_3d_conv(stride, time_stride):
+    conv = CausalConv3d(4, 6, 3, stride=stride, time_stride=time_stride).double()
+    x = torch.randn(2, 4, 1, 9, 9, dtype=torch.double)
+    # the 3D definition: kt - 1 replicas of the frame in front of it
+    ref = conv.conv(torch.cat([x, x, x], dim=2))
+    torch.testing.assert_close(conv(x), ref)
+    y = conv(x)
+    y.sum().backward()  # gradients flow through the summed kernel
+    assert conv.conv.weight.grad is not None and conv.conv.weight.grad.abs().sum() > 0

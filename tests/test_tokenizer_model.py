@@ -140,3 +140,24 @@ def test_tiny_preset_is_lean():
 
 
 MAGVIT2_PAPER_COUNTS = {"encoder": 116_801_426, "decoder": 122_346_499, "discriminator": 4_449_537}
+
+
+def test_bf16_weights_encode_and_decode_close_to_fp32():
+    """Inference with weights cast to bf16 (no autocast): tokens mostly agree with fp32."""
+    from kinema.tokenizer import Tokenizer, TokenizerConfig
+
+    cfg = TokenizerConfig(spatial_compression=4, num_frames=5, resolution=32, base_channels=16,
+                          channel_mult=(1, 2, 2), fsq_levels=(8, 5, 5, 5))
+    tok = Tokenizer(cfg).eval()
+    video = torch.rand(1, 3, 5, 32, 32) * 2 - 1
+    with torch.inference_mode():
+        ref_tokens = tok.encode(video)
+        ref = tok.decode(ref_tokens)
+        half = Tokenizer(cfg).eval()
+        half.load_state_dict(tok.state_dict())
+        half = half.to(torch.bfloat16)
+        tokens = half.encode(video.to(torch.bfloat16))
+        out = half.decode(ref_tokens)
+    assert out.dtype == torch.bfloat16 and out.shape == ref.shape
+    assert (tokens == ref_tokens).float().mean() > 0.9
+    torch.testing.assert_close(out.float(), ref, atol=0.05, rtol=0.05)

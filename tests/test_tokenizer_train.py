@@ -166,3 +166,19 @@ def test_gan_loss_trains_both_networks_on_their_own_objectives():
     hinge_d_loss(tok.discriminator(video), tok.discriminator(recon)).backward()
     for g, p in zip(d_grads, tok.discriminator.parameters(), strict=True):
         torch.testing.assert_close(g, p.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_joint_image_video_batch_weighs_groups_by_pixels():
+    torch.manual_seed(0)
+    tok = Tokenizer(small()).eval()
+    clips = [torch.rand(3, 9, 32, 32) * 2 - 1 for _ in range(2)]
+    image = torch.rand(3, 1, 32, 32) * 2 - 1
+    joint = tok.loss({"video": [clips[0], image, clips[1]]})
+    video_only = tok.loss({"video": torch.stack(clips)})
+    image_only = tok.loss({"video": image[None]})
+    wv, wi = 2 * 9, 1  # frames (pixels per frame are equal)
+    expected = (wv * video_only["recon"] + wi * image_only["recon"]) / (wv + wi)
+    torch.testing.assert_close(joint["recon"], expected)
+    expected = (wv * video_only["loss"] + wi * image_only["loss"]) / (wv + wi)
+    torch.testing.assert_close(joint["loss"], expected)
+    assert tok.num_tokens({"video": [clips[0], image, clips[1]]}) == 2 * 3 * 8 * 8 + 1 * 8 * 8

@@ -43,7 +43,11 @@ def build_dataset(
 ):
     """A dataset by name (``physics``, ``shapes``, ``digits``) or by path (video folder)."""
     if name == "physics":
-        return PhysicsDataset(scenario, split, length, resolution, num_frames, seed=seed)
+        # 5 conditioning frames as in the benchmark, fewer when the clips are shorter
+        cond = min(5, num_frames - 1)
+        return PhysicsDataset(
+            scenario, split, length, resolution, num_frames, cond_frames=cond, seed=seed
+        )
     if name in ("shapes", "digits"):
         cls = ShapesDataset if name == "shapes" else DigitsDataset
         return cls(length, resolution, num_frames, seed)

@@ -1,5 +1,8 @@
 """Batching for dict items: tensors stacked, numbers as tensors, everything else as lists.
 
+Tensors whose shapes differ across items (image/video joint batches: ``(3, 1, H, W)`` next
+to ``(3, 17, H, W)``) stay a list of per-item tensors; models group them by shape.
+
 Unlike ``default_collate`` it accepts items whose nested dicts differ (physics ``params``
 per scenario). Failed items (``None``) are the trainer's concern: its ``SkipNoneCollate``
 drops and counts them before calling a collate function.
@@ -21,7 +24,8 @@ def collate(items: list[dict]) -> dict:
         values = [it[key] for it in items]
         first = values[0]
         if isinstance(first, torch.Tensor):
-            batch[key] = torch.stack(values)
+            same = all(v.shape == first.shape for v in values)
+            batch[key] = torch.stack(values) if same else values
         elif isinstance(first, numbers.Number) and not isinstance(first, bool):
             batch[key] = torch.tensor(values)
         else:

@@ -92,6 +92,11 @@ class VideoFolderDataset(Dataset):
     Videos shorter than ``num_frames`` hold their last frame; images give one-frame clips
     (``video (3, 1, H, W)``) so image/video joint training can group them separately.
 
+    Augmentation for training on few files: ``crop_scale > 1`` decodes at ``crop_scale x
+    size`` and takes a seeded random ``size`` crop, flipped left-right half of the time.
+    ``cache=True`` decodes each file once (at the target fps and size) and keeps its frames
+    in memory: worth it for a handful of large files read many times.
+
     Items: ``video (3, T, H, W)`` in [-1, 1], ``caption`` ("" if none), ``path``, ``start``.
     """
 
@@ -104,14 +109,20 @@ class VideoFolderDataset(Dataset):
         captions: str | os.PathLike | None = None,
         clips_per_file: int = 1,
         seed: int = 0,
+        crop_scale: float = 1.0,
+        cache: bool = False,
     ) -> None:
         check_num_frames(num_frames)
+        if not crop_scale >= 1.0:
+            raise ValueError(f"crop_scale must be >= 1, got {crop_scale}")
         if clips_per_file < 1:
             raise ValueError(f"clips_per_file must be >= 1, got {clips_per_file}")
         if fps is not None and not fps > 0:
             raise ValueError(f"fps must be > 0, got {fps}")
         self.num_frames, self.size, self.fps, self.seed = num_frames, size, fps, seed
         self.clips_per_file = clips_per_file
+        self.crop_scale, self.cache = crop_scale, cache
+        self._frames: dict[int, np.ndarray] = {}  # file index -> all frames (cache=True)
         self.skipped: list[str] = []
         self.files: list[Path] = []
         self.lengths: list[int] = []  # usable frames per file at the target fps
@@ -148,7 +159,21 @@ class VideoFolderDataset(Dataset):
         rng = np.random.default_rng([self.seed, index])
         want = 1 if self._is_image(path) else self.num_frames
         start = int(rng.integers(0, max(1, n - want + 1)))
-        frames = read_video(path, start_frame=start, num_frames=want, fps=self.fps, size=self.size)
+        h, w = (self.size, self.size) if isinstance(self.size, int) else self.size
+        size = (round(h * self.crop_scale), round(w * self.crop_scale))
+        if self.cache:
+            if f_idx not in self._frames:
+                self._frames[f_idx] = read_video(path, fps=self.fps, size=size)
+            frames = self._frames[f_idx][start : start + want]
+        else:
+            frames = read_video(path, start_frame=start, num_frames=want, fps=self.fps, size=size)
+        if self.crop_scale > 1.0:
+            y = int(rng.integers(0, size[0] - h + 1))
+            x = int(rng.integers(0, size[1] - w + 1))
+            frames = frames[:, y : y + h, x : x + w]
+            if rng.random() < 0.5:
+                frames = frames[:, :, ::-1]
+            frames = np.ascontiguousarray(frames)
         if len(frames) < want:  # short video: hold the last frame
             frames = np.concatenate([frames, np.repeat(frames[-1:], want - len(frames), 0)])
         return {

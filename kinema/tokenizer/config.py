@@ -182,6 +182,24 @@ PRESETS: dict[str, dict] = {
         quantizer="kl",
         kl_channels=8,
     ),
+    # the shipped CPU tokenizers: 17 x 64 x 64 -> 5 x 16 x 16, 4.3M parameters.
+    # FSQ with 4,375 codes (12 bits): a small vocabulary keeps CPU token LMs cheap
+    "cpu-fsq": dict(
+        resolution=64,
+        spatial_compression=4,
+        base_channels=32,
+        channel_mult=(1, 2, 4),
+        fsq_levels=(7, 5, 5, 5, 5),
+    ),
+    # the same geometry with an 8-channel continuous latent, for the flow models
+    "cpu-kl": dict(
+        resolution=64,
+        spatial_compression=4,
+        base_channels=32,
+        channel_mult=(1, 2, 4),
+        quantizer="kl",
+        kl_channels=8,
+    ),
     # MAGVIT-v2 geometry: 17 x 128 x 128 -> 5 x 16 x 16, LFQ 18 bits (262,144 codes)
     "magvit2-paper": dict(
         resolution=128,

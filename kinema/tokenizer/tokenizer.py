@@ -168,6 +168,7 @@ class Tokenizer(ModelMixin):
         return blend_tiles(run_tile, grid, tile, overlap, 1)
 
     def _decode_z(self, z: torch.Tensor, chunk: int | None) -> torch.Tensor:
+        z = z.to(self.decoder.conv_in.weight.dtype)  # quantizers work in fp32; bf16 weights
         return self.decoder(z) if chunk is None else decode_chunked(self.decoder, z, chunk)
 
     def _decoder_in(self, x: torch.Tensor) -> torch.Tensor:
@@ -239,31 +240,65 @@ class Tokenizer(ModelMixin):
         q: QuantizerOutput = self.quantizer(self.encoder(video))
         return {"recon": self.decoder(q.z), "quant": q}
 
+    def video_groups(self, batch: dict | torch.Tensor | list) -> list[torch.Tensor]:
+        """``batch["video"]`` as validated ``(B, 3, T, H, W)`` tensors, one per clip shape
+        (a joint batch collates images and videos into a list of per-item tensors)."""
+        video = batch["video"] if isinstance(batch, dict) else batch
+        if isinstance(video, torch.Tensor):
+            return [self.check_video(video)]
+        groups: dict[tuple, list[torch.Tensor]] = {}
+        for v in video:
+            v = v.unsqueeze(1) if v.ndim == 3 else v  # an image (3, H, W)
+            groups.setdefault(tuple(v.shape), []).append(v)
+        return [self.check_video(torch.stack(g)) for g in groups.values()]
+
     def loss(self, batch: dict | torch.Tensor) -> dict[str, torch.Tensor]:
-        """Reconstruction + quantizer (+ GAN) loss of ``batch["video"]`` for the trainer."""
+        """Reconstruction + quantizer (+ GAN) loss of ``batch["video"]`` for the trainer.
+
+        Joint image/video batches are encoded per clip shape; every term is averaged over
+        the groups in proportion to their pixels.
+        """
+        groups = self.video_groups(batch)
+        use_gan = self.discriminator is not None and self._gan_active()
+        total_px = sum(v.numel() for v in groups)
+        out: dict[str, torch.Tensor] = {}
+        for video in groups:
+            share = video.numel() / total_px
+            for k, v in self._group_loss(video, use_gan).items():
+                out[k] = out[k] + share * v if k in out else share * v
+        out["psnr"] = 10 * torch.log10(4.0 / out.pop("mse").clamp_min(1e-10))
+        return out
+
+    def _gan_active(self) -> bool:
+        """Counts training calls (saved with the model, for resume) against gan_start_step."""
+        calls = int(self.gan_calls)
+        if self.training:
+            self.gan_calls += 1
+        return self.training and torch.is_grad_enabled() and calls >= self.config.gan_start_step
+
+    def _group_loss(self, video: torch.Tensor, use_gan: bool) -> dict[str, torch.Tensor]:
         cfg = self.config
-        video = self.check_video(batch["video"] if isinstance(batch, dict) else batch)
         out = self(video)
         q: QuantizerOutput = out["quant"]
         recon, target = out["recon"].float(), video.float()
         l1 = (recon - target).abs().mean()
         mse = F.mse_loss(recon, target)
         rec_loss = cfg.l1_weight * l1 + cfg.l2_weight * mse
-        total = rec_loss + q.loss
         metrics = {
+            "loss": rec_loss + q.loss,
             "recon": l1.detach(),
-            "psnr": 10 * torch.log10(4.0 / mse.detach().clamp_min(1e-10)),
+            "mse": mse.detach(),
             "quant_loss": q.loss.detach(),
             **q.metrics,
         }
         if self.discriminator is not None:
-            gan_total, gan_metrics = self._gan_loss(video, out["recon"], rec_loss)
-            total = total + gan_total
+            gan_total, gan_metrics = self._gan_loss(video, out["recon"], rec_loss, use_gan)
+            metrics["loss"] = metrics["loss"] + gan_total
             metrics.update(gan_metrics)
-        return {"loss": total, **metrics}
+        return metrics
 
     def _gan_loss(
-        self, video: torch.Tensor, recon: torch.Tensor, rec_loss: torch.Tensor
+        self, video: torch.Tensor, recon: torch.Tensor, rec_loss: torch.Tensor, active: bool
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Generator + discriminator hinge terms for one shared backward pass.
 
@@ -273,10 +308,7 @@ class Tokenizer(ModelMixin):
         """
         cfg = self.config
         zero = rec_loss.new_zeros(())
-        calls = int(self.gan_calls)
-        if self.training:
-            self.gan_calls += 1
-        if not (self.training and torch.is_grad_enabled()) or calls < cfg.gan_start_step:
+        if not active:
             return zero, {"gan_g": zero, "gan_d": zero, "gan_w": zero}
         g_loss = hinge_g_loss(frozen_call(self.discriminator, recon))
         weight = (
@@ -292,10 +324,11 @@ class Tokenizer(ModelMixin):
 
     def num_tokens(self, batch: dict | torch.Tensor) -> int:
         """Latent positions in ``batch`` (the trainer's tokens/s)."""
-        video = batch["video"] if isinstance(batch, dict) else batch
-        frames = video.shape[2] if video.ndim == 5 else 1
-        t, h, w = self.latent_shape(frames, *video.shape[-2:])
-        return int(video.shape[0]) * t * h * w
+        total = 0
+        for video in self.video_groups(batch):
+            t, h, w = self.latent_shape(*video.shape[2:])
+            total += int(video.shape[0]) * t * h * w
+        return total
 
     def no_weight_decay(self) -> set[str]:
         """Parameters the trainer must not decay: a learned VQ codebook (decay would pull

@@ -127,9 +127,9 @@ def batch_len(batch: Any) -> int:
     """Number of samples in a batch: the leading size of its first tensor (or its length)."""
     if isinstance(batch, torch.Tensor):
         return int(batch.shape[0]) if batch.ndim else 1
-    if isinstance(batch, dict):
+    if isinstance(batch, dict):  # collated items: a list value holds one entry per sample
         for value in batch.values():
-            n = batch_len(value)
+            n = len(value) if isinstance(value, list) else batch_len(value)
             if n:
                 return n
         return 0
