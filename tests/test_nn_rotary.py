@@ -128,3 +128,13 @@ def test_grid_positions_raster_order_offset_and_scale():
     low = grid_positions(1, 2, 2, offset=(5, 0, 0), scale=(1, 2, 2))
     assert low.tolist() == [[5, 0, 0], [5, 0, 2], [5, 2, 0], [5, 2, 2]]
     assert grid_positions(1, 1, 2, scale=0.5).tolist() == [[0, 0, 0], [0, 0, 0.5]]
+
+
+def test_tables_stay_fp32_when_the_model_is_cast_to_bf16():
+    rope = RotaryEmbedding(16, axes_dim=(4, 6, 6))
+    ref = rope(torch.tensor([[1000.0, 7.0, 3.0]]))
+    rope = rope.to(torch.bfloat16)
+    assert rope.inv_freq.dtype == torch.float32 and rope.sign.dtype == torch.float32
+    out = rope(torch.tensor([[1000.0, 7.0, 3.0]]))
+    torch.testing.assert_close(out.cos, ref.cos)
+    torch.testing.assert_close(out.sin, ref.sin)

@@ -146,8 +146,14 @@ def test_bf16_weights_encode_and_decode_close_to_fp32():
     """Inference with weights cast to bf16 (no autocast): tokens mostly agree with fp32."""
     from kinema.tokenizer import Tokenizer, TokenizerConfig
 
-    cfg = TokenizerConfig(spatial_compression=4, num_frames=5, resolution=32, base_channels=16,
-                          channel_mult=(1, 2, 2), fsq_levels=(8, 5, 5, 5))
+    cfg = TokenizerConfig(
+        spatial_compression=4,
+        num_frames=5,
+        resolution=32,
+        base_channels=16,
+        channel_mult=(1, 2, 2),
+        fsq_levels=(8, 5, 5, 5),
+    )
     tok = Tokenizer(cfg).eval()
     video = torch.rand(1, 3, 5, 32, 32) * 2 - 1
     with torch.inference_mode():

@@ -98,6 +98,15 @@ class RotaryEmbedding(nn.Module):
         self.register_buffer("perm", torch.cat(perm), persistent=False)
         self.register_buffer("sign", torch.cat(sign), persistent=False)
 
+    def _apply(self, fn, recurse: bool = True):
+        # model.to(bfloat16) must not round the frequency table: bf16 frequencies would move
+        # every long-range position away from where the model was trained
+        fp32 = {"inv_freq": self.inv_freq, "sign": self.sign}
+        super()._apply(fn, recurse)
+        for name, table in fp32.items():  # follow the device, keep the dtype
+            setattr(self, name, table.to(getattr(self, name).device))
+        return self
+
     @property
     def n_axes(self) -> int:
         return 1 if self.axes_dim is None else len(self.axes_dim)

@@ -1,0 +1,168 @@
+"""The one decode loop of the token LM (NTP and NBP alike: one forward per block).
+
+Prefill ``[prefix | start block | given blocks]`` once into a static KV cache, then per
+block: sample its ``L`` tokens at once from ``(B, L, V)`` logits, feed them back as the next
+input block (their keys/values are written into the cache by slot index). ``L = 1`` is
+next-token decoding; ``L = 16`` needs 16x fewer steps.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import torch
+from einops import repeat
+
+from kinema.errors import KinemaError
+from kinema.lm.model import TokenLM
+from kinema.sample.guidance import cfg_combine
+from kinema.sample.sampling import sample_logits
+
+logger = logging.getLogger(__name__)
+
+# callback(block_index, logits (B, L, V) fp32 after guidance, tokens (B, L) long)
+Callback = Callable[[int, torch.Tensor, torch.Tensor], None]
+
+
+def cast_parameters_(model: torch.nn.Module, dtype: torch.dtype) -> None:
+    """Cast the floating parameters (not the buffers) of ``model`` to ``dtype`` in place.
+
+    Parameters alone are what decode speed needs; buffers (masks, caches, rotary tables)
+    keep their dtype.
+    """
+    for p in model.parameters():
+        if p.is_floating_point() and p.dtype != dtype:
+            p.data = p.data.to(dtype)
+
+
+@torch.inference_mode()
+def generate(
+    model: TokenLM,
+    batch_size: int = 1,
+    *,
+    label: torch.Tensor | None = None,
+    text: torch.Tensor | None = None,
+    text_mask: torch.Tensor | None = None,
+    cond_tokens: torch.Tensor | None = None,
+    prompt: torch.Tensor | None = None,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    cfg_scale: float | None = None,
+    seed: int | None = None,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype | None = None,
+    callback: Callback | None = None,
+) -> torch.Tensor:
+    """Sample video tokens ``(B, t, h, w)`` long from a :class:`~kinema.lm.TokenLM`.
+
+    Args:
+        model: the LM (put in eval mode for the call; its KV caches are freed afterwards).
+        batch_size: ``B``.
+        label, text, text_mask, cond_tokens: the condition, shapes as in
+            :meth:`TokenLM.embed_prefix` with batch ``B``; a missing one is the null condition.
+        prompt: ``(B, tp, h, w)`` long: the first ``tp`` latent frames are given (e.g. an
+            image for image-to-video); ``tp`` must be a multiple of the block's ``bt`` and
+            less than ``t``. They are prefilled with the prefix and returned unchanged.
+        temperature, top_k, top_p: see :func:`~kinema.sample.sampling.sample_logits`
+            (``temperature=0``: greedy).
+        cfg_scale: ``None`` = no guidance. Otherwise conditional and null-condition rows
+            run in one ``2B`` batch and logits are mixed ``uncond + s * (cond - uncond)``.
+        seed: seeds a fresh generator (same seed -> same tokens). ``generator`` is used when
+            no seed is given; neither = torch's global RNG.
+        dtype: cast the model's parameters to this dtype in place first (``torch.bfloat16``
+            for fast CPU/GPU decoding; no autocast is used).
+        callback: called after each sampled block, see :data:`Callback`.
+    """
+    c = model.config
+    if dtype is not None:
+        cast_parameters_(model, dtype)
+    param = model.tok_embed.weight
+    device = param.device
+    if seed is not None:
+        generator = torch.Generator(device).manual_seed(seed)
+    guided = cfg_scale is not None
+    if guided and not c.has_condition:
+        raise KinemaError("cfg_scale given but the model has no condition (empty prefix)")
+    b, big = batch_size, 2 * batch_size if guided else batch_size
+    blen, n = c.block_len, c.num_blocks
+
+    def rows(x: torch.Tensor | None) -> torch.Tensor | None:
+        """Conditional rows on the model's device, repeated for the unconditional half."""
+        if x is None:
+            return None
+        x = x.to(device)
+        return repeat(x, "b ... -> (g b) ...", g=2) if guided else x
+
+    drop = None
+    if guided:
+        drop = torch.arange(big, device=device) >= b
+    prefix, valid = model.embed_prefix(
+        big,
+        label=rows(label),
+        text=rows(text),
+        text_mask=rows(text_mask),
+        cond_tokens=rows(cond_tokens),
+        drop=drop,
+    )
+    mask = model.attention_mask(valid)
+    out = torch.empty(b, n, blen, dtype=torch.long, device=device)
+    given = 0
+    parts = [prefix, model.start_block(big)]
+    if prompt is not None:
+        given = _prompt_blocks(model, prompt, b)
+        pblocks = model.to_blocks(_pad_prompt(model, prompt))[:, :given]
+        out[:, :given] = pblocks
+        parts.append(model.embed_blocks(rows(pblocks)))
+
+    was_training = model.training
+    try:
+        model.eval()
+        model.setup_caches(big)
+        x = torch.cat(parts, dim=1)
+        slot = x.shape[1]  # next free cache slot
+        logits = model.head(model.decode_step(x, 0, mask)[:, -blen:])
+        for step in range(given, n):
+            logits = logits.float()  # (big, L, V)
+            if guided:
+                logits = cfg_combine(logits, cfg_scale)
+            tokens = sample_logits(logits, temperature, top_k, top_p, generator)  # (B, L)
+            out[:, step] = tokens
+            if callback is not None:
+                callback(step, logits, tokens)
+            if step == n - 1:
+                break
+            x = model.embed_blocks(rows(tokens[:, None]))  # (big, L, D)
+            logits = model.head(model.decode_step(x, slot, mask))
+            slot += blen
+    finally:
+        model.clear_caches()
+        model.train(was_training)
+    return model.from_blocks(out)
+
+
+def _prompt_blocks(model: TokenLM, prompt: torch.Tensor, batch_size: int) -> int:
+    """Number of leading blocks covered by ``prompt (B, tp, h, w)`` (validated)."""
+    t, h, w = model.config.latent_shape
+    bt, bh, bw = model.config.block_shape
+    tp = prompt.shape[1] if prompt.ndim == 4 else -1
+    if prompt.ndim != 4 or tuple(prompt.shape) != (batch_size, tp, h, w) or not 0 < tp < t:
+        raise KinemaError(
+            f"prompt must be (B={batch_size}, tp, {h}, {w}) with 0 < tp < {t}, "
+            f"got {tuple(prompt.shape)}"
+        )
+    if tp % bt:
+        raise KinemaError(
+            f"prompt has {tp} latent frames; with block_shape "
+            f"{model.config.block_shape} it must be a multiple of {bt}"
+        )
+    return (tp // bt) * (h // bh) * (w // bw)
+
+
+def _pad_prompt(model: TokenLM, prompt: torch.Tensor) -> torch.Tensor:
+    """``(B, tp, h, w)`` -> ``(B, t, h, w)`` with zero frames after the prompt (only the
+    leading whole blocks are used; blocks are frame-major, so they are the prompt's)."""
+    t = model.config.latent_shape[0]
+    pad = prompt.new_zeros(prompt.shape[0], t - prompt.shape[1], *prompt.shape[2:])
+    return torch.cat([prompt.to(model.tok_embed.weight.device), pad], dim=1)
