@@ -38,6 +38,8 @@ tokenizer_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(tokenizer_app, name="tokenizer")
+train_app = typer.Typer(help="Train generative models.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -404,6 +406,120 @@ def tokenizer_reconstruct(
     write_video(out, side, fps=fps or (info.fps or 25.0))
     console.print(f"{video}: {want} frames at {size}x{size}  PSNR {p:.2f} dB  SSIM {s:.4f}")
     console.print(f"wrote {out}")
+
+
+@train_app.command("lm")
+def train_lm_command(
+    data: str = typer.Option(
+        ..., "--data", help="A shard folder, or physics/shapes/digits/a video path to encode."
+    ),
+    tokenizer: str = typer.Option(
+        "tokenizer-cpu-fsq", "--tokenizer", help="Tokenizer folder or shipped name."
+    ),
+    preset_name: str = typer.Option("small", "--preset", help="TokenLM preset."),
+    block: str = typer.Option("1x1x16", help="Block shape t x h x w (1x1x1 = next token)."),
+    cond_frames: int = typer.Option(2, help="Given latent frames (2 = 5 video frames)."),
+    label_key: str | None = typer.Option(None, help="Item field to use as class label."),
+    num_classes: int = typer.Option(0, help="Classes of --label-key."),
+    sets: list[str] = typer.Option([], "--set", help="Override a config field: KEY=VALUE."),
+    n: int = typer.Option(10_000, "--n", min=1, help="Clips to encode when --data is a name."),
+    resolution: int = typer.Option(64, help="Frame size of clips encoded here."),
+    frames: int = typer.Option(17, help="Frames of clips encoded here (1 + 4k)."),
+    out: Path = typer.Option(Path("runs/lm"), "--out", help="Run folder."),
+    steps: int = typer.Option(2000, help="Optimizer steps."),
+    batch_size: int = typer.Option(16, help="Clips per optimizer step (global)."),
+    lr: float = typer.Option(1e-3, help="Peak learning rate."),
+    warmup: int = typer.Option(100, help="Warmup steps."),
+    precision: str = typer.Option("bf16", help="bf16 (autocast) or fp32."),
+    ema: float = typer.Option(0.0, help="EMA decay of the exported weights (0: none)."),
+    save_every: int = typer.Option(250, help="Steps between checkpoints."),
+    resume: bool = typer.Option(False, help="Continue from the latest checkpoint in --out."),
+    seed: int = typer.Option(0, help="Seed."),
+    threads: int | None = typer.Option(None, help="CPU threads (torch.set_num_threads)."),
+) -> None:
+    """Train a next-token / next-block token LM on tokenized clips; export to OUT/model."""
+    from kinema.lm import preset
+    from kinema.lm.data import TokenClipDataset
+    from kinema.lm.training import parse_block, train_lm
+    from kinema.tokenizer.shards import INDEX, ShardDataset
+    from kinema.train import TrainConfig
+
+    _threads(threads)
+    block_shape = parse_block(block)  # check options before encoding anything
+    shard_dir = Path(data)
+    if not (shard_dir / INDEX).is_file():
+        shard_dir = out / "shards"
+        if not (shard_dir / INDEX).is_file():
+            tokenizer_encode(
+                data, shard_dir, tokenizer, n, "all", "id", resolution, frames, seed, 8, 1024, None
+            )
+    dataset = TokenClipDataset(ShardDataset(shard_dir), cond_frames, label_key)
+    config = preset(
+        preset_name,
+        vocab_size=dataset.shards.vocab_size,
+        latent_shape=dataset.latent_shape,
+        block_shape=block_shape,
+        cond_frames=cond_frames,
+        num_classes=num_classes,
+        **_parse_sets(sets),
+    )
+    train = TrainConfig(
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        warmup_steps=min(warmup, steps),
+        precision=precision,
+        ema_decay=ema or None,
+        seed=seed,
+        out_dir=str(out),
+        save_every=save_every,
+        resume=resume,
+    )
+    tok_source = dataset.shards.index.get("source", {}).get("tokenizer", tokenizer)
+    path = train_lm(config, dataset, train, tokenizer=tok_source)
+    console.print(f"model: {path}")
+
+
+@app.command()
+def generate(
+    model: str = typer.Option(..., "--model", help="Trained token LM folder (with tokenizer/)."),
+    out: Path = typer.Option(Path("out.mp4"), "--out", help="Output .mp4/.webm/.gif."),
+    prompt: str | None = typer.Option(None, "--prompt", help="Text (text-conditioned models)."),
+    label: int | None = typer.Option(None, "--class", help="Class id (class-conditioned)."),
+    video: Path | None = typer.Option(None, "--video", help="Conditioning video (first frames)."),
+    n: int = typer.Option(1, "--n", min=1, max=16, help="Videos to sample (a grid if > 1)."),
+    temperature: float = typer.Option(1.0, min=0.0, max=10.0, help="Sampling temperature."),
+    top_k: int | None = typer.Option(None, min=1, help="Keep the k most likely tokens."),
+    top_p: float | None = typer.Option(None, min=0.0, max=1.0, help="Nucleus sampling mass."),
+    cfg: float | None = typer.Option(None, min=0.0, max=20.0, help="Guidance scale."),
+    seed: int = typer.Option(0, help="Sampling seed."),
+    fps: float = typer.Option(10.0, min=1.0, max=120.0, help="Frame rate of the output."),
+    threads: int | None = typer.Option(None, help="CPU threads (torch.set_num_threads)."),
+) -> None:
+    """Sample videos from a trained token LM (NTP or NBP) and decode them."""
+    from kinema.sample.video import generate_video
+
+    _threads(threads)
+    start = time.perf_counter()
+    frames = generate_video(
+        model,
+        n=n,
+        prompt=prompt,
+        label=label,
+        video=video,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        cfg_scale=cfg,
+        seed=seed,
+    )
+    from kinema.io import make_grid, write_video
+
+    grid = make_grid(list(frames), pad_value=128) if n > 1 else frames[0]
+    write_video(out, grid, fps=fps)
+    console.print(
+        f"wrote {out} ({n} x {frames.shape[1]} frames) in {time.perf_counter() - start:.1f} s"
+    )
 
 
 def main() -> None:

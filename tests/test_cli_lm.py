@@ -1,0 +1,109 @@
+"""`kinema train lm` and `kinema generate` end to end on a tiny tokenizer and LM."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from kinema.cli import app
+from kinema.io import probe
+from kinema.lm import TokenLM
+from kinema.sample.video import generate_video
+from kinema.tokenizer import Tokenizer, TokenizerConfig
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory) -> Path:
+    cfg = TokenizerConfig(
+        spatial_compression=4,
+        num_frames=5,
+        resolution=32,
+        base_channels=8,
+        channel_mult=(1, 1, 2),
+        norm_groups=4,
+        fsq_levels=(5, 5, 5),
+    )
+    return Tokenizer(cfg).save_pretrained(tmp_path_factory.mktemp("tok") / "tok")
+
+
+@pytest.mark.parametrize("block", ["1x1x8", "1x1x1"])
+def test_train_lm_then_generate(tokenizer, tmp_path, real_videos, block):
+    out = tmp_path / "lm"
+    res = runner.invoke(
+        app,
+        [
+            "train",
+            "lm",
+            "--data",
+            "physics",
+            "--n",
+            "8",
+            "--tokenizer",
+            str(tokenizer),
+            "--preset",
+            "tiny",
+            "--block",
+            block,
+            "--resolution",
+            "32",
+            "--frames",
+            "5",
+            "--cond-frames",
+            "1",
+            "--steps",
+            "3",
+            "--batch-size",
+            "4",
+            "--warmup",
+            "1",
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    # 5 x 32 x 32 physics clips through a 4x4x4 tokenizer: 2 x 8 x 8 tokens, 1 of them given
+    lm = TokenLM.from_pretrained(out / "model")
+    assert lm.config.latent_shape == (1, 8, 8) and lm.config.vocab_size == 125
+    assert lm.config.block_shape == tuple(int(x) for x in block.split("x"))
+    assert (out / "model" / "tokenizer" / "config.json").is_file()
+    video = out / "gen.mp4"
+    res = runner.invoke(
+        app,
+        [
+            "generate",
+            "--model",
+            str(out / "model"),
+            "--video",
+            str(real_videos[2]),
+            "--out",
+            str(video),
+            "--n",
+            "2",
+            "--top-k",
+            "5",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    info = probe(video, count=True)
+    assert info.frames == 5  # 1 given latent frame (1 frame) + 1 generated (4 frames)
+    a = generate_video(out / "model", 2, video=real_videos[2], seed=3)
+    b = generate_video(out / "model", 2, video=real_videos[2], seed=3)
+    assert a.shape == (2, 5, 32, 32, 3) and np.array_equal(a, b)  # seeded
+
+
+def test_generate_errors(tokenizer, tmp_path):
+    p = tmp_path / "m"
+    from kinema.lm import preset
+
+    TokenLM(preset("tiny", latent_shape=(1, 4, 4))).save_pretrained(p)
+    res = runner.invoke(app, ["generate", "--model", str(p), "--out", str(tmp_path / "x.mp4")])
+    assert res.exit_code != 0 and "tokenizer/" in str(res.exception)
+    res = runner.invoke(app, ["train", "lm", "--data", "physics", "--block", "2by3"])
+    assert res.exit_code != 0 and "1x1x16" in str(res.exception)
