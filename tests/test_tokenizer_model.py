@@ -80,7 +80,8 @@ def test_first_frame_is_encoded_like_an_image():
     with torch.no_grad():
         z_video = tok.encoder(video)
         z_image = tok.encoder(video[:, :, :1])
-        torch.testing.assert_close(z_video[:, :, :1], z_image, rtol=0, atol=1e-6)
+        # equal up to fp32 rounding: one frame takes the 2D path with time-summed kernels
+        torch.testing.assert_close(z_video[:, :, :1], z_image, rtol=0, atol=1e-5)
         frames = tok.decode(tok.encode(video))
         first = tok.decode(tok.encode(video[:, :, :1]))
     torch.testing.assert_close(frames[:, :, :1], first, rtol=0, atol=1e-5)
