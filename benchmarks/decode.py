@@ -17,12 +17,12 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 from functools import partial
 
 import torch
+from _common import header, parse_args
 
 from kinema.lm import TokenLM, TokenLMConfig
 from kinema.sample import generate
@@ -85,15 +85,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="10m,100m")
     ap.add_argument("--dtypes", default="fp32,bf16")
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=None)
-    args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    print(
-        f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads; 512 prefix + 768 new tokens, batch 1"
-    )
+    args = parse_args(ap)
+    print(header("512 prefix + 768 new tokens, batch 1"))
     print(
         "\n| model | dtype | NBP 1x1x16 (s) | NTP (s) | HF generate (s) | NBP vs NTP | NTP vs HF |"
     )

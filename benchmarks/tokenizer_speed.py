@@ -14,11 +14,11 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 
 import torch
+from _common import header, parse_args
 
 from kinema.tokenizer import PRESETS, Tokenizer, preset
 
@@ -49,15 +49,8 @@ def time_once(tok: Tokenizer, video: torch.Tensor, mode: str) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tokenizer", default="tokenizer-cpu-fsq")
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=None)
-    args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    print(
-        f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, tokenizer {args.tokenizer}"
-    )
+    args = parse_args(ap)
+    print(header(f"tokenizer {args.tokenizer}"))
     print("\n| preset | parameters | encoder+quantizer+decoder | discriminator |")
     print("|---|---|---|---|")
     for name, total, ae, disc in param_counts():

@@ -210,6 +210,44 @@ def _threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
+def _train_config(
+    out: Path,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    warmup: int,
+    precision: str,
+    ema: float,
+    save_every: int,
+    resume: bool,
+    seed: int,
+    **extra,
+):
+    """The TrainConfig of the ``train`` commands' shared options (``ema`` 0 = none)."""
+    from kinema.train import TrainConfig
+
+    return TrainConfig(
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        warmup_steps=min(warmup, steps),
+        precision=precision,
+        ema_decay=ema or None,
+        seed=seed,
+        out_dir=str(out),
+        save_every=save_every,
+        resume=resume,
+        **extra,
+    )
+
+
+def _report_export(what: str, folder: Path | None, out: Path) -> None:
+    if folder is None:
+        console.print(f"interrupted: continue with the same command and --resume (in {out})")
+    else:
+        console.print(f"{what}: {folder}")
+
+
 @tokenizer_app.command("train")
 def tokenizer_train(
     data: list[str] = typer.Option(
@@ -236,29 +274,27 @@ def tokenizer_train(
     """Train a tokenizer on a weighted mixture of datasets; export to OUT/model."""
     from kinema.tokenizer import preset
     from kinema.tokenizer.training import train_tokenizer, training_mixture
-    from kinema.train import TrainConfig
 
     _threads(threads)
     config = preset(preset_name, resolution=resolution, num_frames=frames, **_parse_sets(sets))
     mixture = training_mixture(
         data, resolution=resolution, num_frames=frames, image_prob=image_prob, seed=seed
     )
-    train = TrainConfig(
-        steps=steps,
-        batch_size=batch_size,
-        lr=lr,
-        warmup_steps=min(warmup, steps),
+    train = _train_config(
+        out,
+        steps,
+        batch_size,
+        lr,
+        warmup,
+        precision,
+        ema,
+        save_every,
+        resume,
+        seed,
         weight_decay=0.0,
         betas=(0.9, 0.99),
-        precision=precision,
-        ema_decay=ema or None,
-        seed=seed,
-        out_dir=str(out),
-        save_every=save_every,
-        resume=resume,
     )
-    path = train_tokenizer(config, mixture, train, init=init)
-    console.print(f"tokenizer: {path}")
+    _report_export("tokenizer", train_tokenizer(config, mixture, train, init=init), out)
 
 
 @tokenizer_app.command("encode")
@@ -442,7 +478,6 @@ def train_lm_command(
     from kinema.lm.data import TokenClipDataset
     from kinema.lm.training import parse_block, train_lm
     from kinema.tokenizer.shards import INDEX, ShardDataset
-    from kinema.train import TrainConfig
 
     _threads(threads)
     block_shape = parse_block(block)  # check options before encoding anything
@@ -463,21 +498,11 @@ def train_lm_command(
         num_classes=num_classes,
         **_parse_sets(sets),
     )
-    train = TrainConfig(
-        steps=steps,
-        batch_size=batch_size,
-        lr=lr,
-        warmup_steps=min(warmup, steps),
-        precision=precision,
-        ema_decay=ema or None,
-        seed=seed,
-        out_dir=str(out),
-        save_every=save_every,
-        resume=resume,
+    train = _train_config(
+        out, steps, batch_size, lr, warmup, precision, ema, save_every, resume, seed
     )
     tok_source = dataset.shards.index.get("source", {}).get("tokenizer", tokenizer)
-    path = train_lm(config, dataset, train, tokenizer=tok_source)
-    console.print(f"model: {path}")
+    _report_export("model", train_lm(config, dataset, train, tokenizer=tok_source), out)
 
 
 @app.command()

@@ -3,6 +3,9 @@ target, block causality, null condition, chunked loss, training and save/load.""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -19,17 +22,10 @@ from kinema.lm import (
     to_blocks,
 )
 
-COND = dict(num_classes=3, text_dim=12, cond_frames=1, max_text_len=6)
+sys.path.insert(0, str(Path(__file__).parent / "scripts"))
+from lm_testing import COND, build  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def _threads(one_thread):
-    yield
-
-
-def build(seed: int = 0, **kw) -> TokenLM:
-    torch.manual_seed(seed)
-    return TokenLM(preset("tiny", init_std=0.2, **kw)).eval()
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def cond_batch(model: TokenLM, b: int = 3, seed: int = 0) -> dict[str, torch.Tensor]:

@@ -3,24 +3,20 @@ block shapes; guidance, prompts, seeding, bf16 weights."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
 from kinema.errors import KinemaError
-from kinema.lm import TokenLM, preset
+from kinema.lm import TokenLM
 from kinema.sample import generate
 
-COND = dict(num_classes=3, text_dim=12, cond_frames=1, max_text_len=6)
+sys.path.insert(0, str(Path(__file__).parent / "scripts"))
+from lm_testing import COND, build  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def _threads(one_thread):
-    yield
-
-
-def build(seed: int = 0, **kw) -> TokenLM:
-    torch.manual_seed(seed)
-    return TokenLM(preset("tiny", init_std=0.2, **kw)).eval()
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def condition(model: TokenLM, b: int = 2, seed: int = 0) -> dict[str, torch.Tensor]:

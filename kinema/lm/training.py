@@ -7,7 +7,6 @@ without being told which tokenizer to use.
 
 from __future__ import annotations
 
-import logging
 import shutil
 from pathlib import Path
 
@@ -17,10 +16,8 @@ from kinema.hub import resolve_model
 from kinema.lm.config import TokenLMConfig
 from kinema.lm.data import TokenClipDataset
 from kinema.lm.model import TokenLM
-from kinema.train import TrainConfig, Trainer
-from kinema.train.checkpoint import latest_checkpoint, load_weights
-
-log = logging.getLogger(__name__)
+from kinema.train import TrainConfig
+from kinema.train.export import train_and_export
 
 TOKENIZER_DIR = "tokenizer"
 
@@ -41,27 +38,16 @@ def train_lm(
     *,
     tokenizer: str | None = None,
     export_to: str | Path | None = None,
-) -> Path:
+) -> Path | None:
     """Train (or resume) and export (EMA weights if any) to ``export_to`` (default
-    ``train.out_dir/model``); ``tokenizer`` (folder or shipped name) is copied alongside."""
+    ``train.out_dir/model``; None if interrupted); ``tokenizer`` (folder or shipped name) is
+    copied alongside."""
     if tuple(config.latent_shape) != data.latent_shape:
         raise KinemaError(
             f"model latent_shape {tuple(config.latent_shape)} does not match the data's "
             f"{data.latent_shape}"
         )
-    model = TokenLM(config)
-    result = Trainer(model, data, train, collate_fn=collate).fit()
-    checkpoint = result.checkpoint or latest_checkpoint(train.out_dir)
-    if checkpoint is None:
-        raise KinemaError(f"training wrote no checkpoint in {train.out_dir}")
-    if result.interrupted:
-        log.info("interrupted: not exporting; resume from %s", checkpoint)
-        return checkpoint
-    out = Path(export_to) if export_to is not None else Path(train.out_dir) / "model"
-    final = TokenLM(config)
-    load_weights(final, checkpoint, ema=(Path(checkpoint) / "ema.safetensors").is_file())
-    final.save_pretrained(out)
-    if tokenizer is not None:
+    out = train_and_export(TokenLM(config), data, train, export_to, collate_fn=collate)
+    if out is not None and tokenizer is not None:
         shutil.copytree(resolve_model(tokenizer), out / TOKENIZER_DIR, dirs_exist_ok=True)
-    log.info("exported %s to %s", checkpoint, out)
     return out

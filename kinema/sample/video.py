@@ -65,8 +65,8 @@ def generate_video(
         frames = read_video(video, num_frames=want, size=size)
         if len(frames) < want:
             raise KinemaError(f"'{video}' has {len(frames)} frames; this model needs {want}")
-        clip = to_tensor(frames)[None].expand(n, -1, -1, -1, -1)
-        cond["cond_tokens"] = tok.encode(clip)  # (n, cond_frames, h, w)
+        tokens = tok.encode(to_tensor(frames)[None])  # once, not once per sample
+        cond["cond_tokens"] = tokens.expand(n, -1, -1, -1)  # (n, cond_frames, h, w)
     if label is not None:
         if not c.num_classes:
             raise KinemaError("this model is not class-conditional; drop --class")

@@ -3,7 +3,7 @@
 Used by ``kinema tokenizer train`` and the recipes in ``recipes/``:
 
 >>> data = training_mixture(["physics:2", "shapes", "clips/"], resolution=64)
->>> path = train_tokenizer(preset("cpu-fsq"), data, TrainConfig(steps=3000, batch_size=4))
+>>> folder = train_tokenizer(preset("cpu-fsq"), data, TrainConfig(steps=3000, batch_size=4))
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from kinema.data.mix import MixtureDataset, parse_weighted
 from kinema.errors import KinemaError
 from kinema.tokenizer.config import TokenizerConfig
 from kinema.tokenizer.tokenizer import Tokenizer
-from kinema.train import TrainConfig, Trainer
-from kinema.train.checkpoint import latest_checkpoint, load_weights
+from kinema.train import TrainConfig
+from kinema.train.export import train_and_export
 
 log = logging.getLogger(__name__)
 
@@ -64,38 +64,22 @@ def training_mixture(
     return MixtureDataset(datasets, weights, length=length, image_prob=image_prob, seed=seed)
 
 
-def export(
-    tokenizer: Tokenizer,
-    checkpoint: str | Path,
-    out: str | Path,
-    *,
-    ema: bool = True,
-    stats_data: Dataset | None = None,
-    stats_batches: int = 16,
-) -> Path:
-    """Write a trained tokenizer (EMA weights if the checkpoint has them) to folder ``out``.
-
-    KL tokenizers first get their latent shift/scale from ``stats_data`` (videos only).
-    """
-    ema = ema and (Path(checkpoint) / "ema.safetensors").is_file()
-    load_weights(tokenizer, checkpoint, ema=ema)
-    tokenizer.eval()
-    if not tokenizer.is_discrete:
-        if stats_data is None:
-            raise KinemaError("exporting a KL tokenizer needs data for its latent statistics")
-        videos = []
-        for i in range(len(stats_data)):  # type: ignore[arg-type]
-            v = stats_data[i]["video"]
-            if v.shape[1] > 1:
-                videos.append(v)
-            if len(videos) == 4 * stats_batches:
-                break
-        batches = [torch.stack(videos[i : i + 4]) for i in range(0, len(videos), 4)]
-        shift, scale = tokenizer.fit_latent_stats(batches)
-        log.info("latent shift %.4f scale %.4f", float(shift), float(scale))
-    path = tokenizer.save_pretrained(out)
-    log.info("exported %s (%s weights) to %s", checkpoint, "EMA" if ema else "raw", path)
-    return path
+def fit_latent_stats_from(tokenizer: Tokenizer, data: Dataset, batches: int = 16) -> None:
+    """Set a KL tokenizer's latent shift/scale from ``4 * batches`` video items of ``data``
+    (image items are skipped)."""
+    videos = []
+    for i in range(len(data)):  # type: ignore[arg-type]
+        v = data[i]["video"]
+        if v.shape[1] > 1:
+            videos.append(v)
+        if len(videos) == 4 * batches:
+            break
+    if not videos:
+        raise KinemaError("no video items to fit the KL latent statistics on")
+    shift, scale = tokenizer.fit_latent_stats(
+        torch.stack(videos[i : i + 4]) for i in range(0, len(videos), 4)
+    )
+    log.info("latent shift %.4f scale %.4f", float(shift), float(scale))
 
 
 def train_tokenizer(
@@ -105,18 +89,18 @@ def train_tokenizer(
     *,
     init: str | Path | None = None,
     export_to: str | Path | None = None,
-) -> Path:
-    """Train (or resume, per ``train.resume``) and export; returns the exported folder
-    (default ``train.out_dir/model``). ``init``: start from a saved tokenizer's weights."""
+) -> Path | None:
+    """Train (or resume, per ``train.resume``) and export (EMA weights; KL tokenizers get
+    their latent statistics first); returns the exported folder (default
+    ``train.out_dir/model``), None if interrupted. ``init``: start from a saved tokenizer."""
     tokenizer = Tokenizer(config)
     if init is not None:
         tokenizer.load_state_dict(Tokenizer.from_pretrained(init).state_dict())
-    result = Trainer(tokenizer, data, train, collate_fn=collate).fit()
-    checkpoint = result.checkpoint or latest_checkpoint(train.out_dir)
-    if checkpoint is None:
-        raise KinemaError(f"training wrote no checkpoint in {train.out_dir}")
-    if result.interrupted:
-        log.info("interrupted: not exporting; resume from %s", checkpoint)
-        return checkpoint
-    out = Path(export_to) if export_to is not None else Path(train.out_dir) / "model"
-    return export(Tokenizer(config), checkpoint, out, stats_data=data)
+
+    def before_save(tok: Tokenizer) -> None:
+        if not tok.is_discrete:
+            fit_latent_stats_from(tok, data)
+
+    return train_and_export(
+        tokenizer, data, train, export_to, collate_fn=collate, before_save=before_save
+    )
