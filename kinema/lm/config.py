@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from kinema.errors import KinemaError
 from kinema.lm.blocks import check_tiling
-from kinema.nn.transformer import TransformerConfig
+from kinema.nn.transformer import TransformerConfig, core_config
 
 
 @dataclass
@@ -126,22 +126,7 @@ class TokenLMConfig:
 
     def transformer_config(self) -> TransformerConfig:
         """The :class:`~kinema.nn.TransformerConfig` of the core (3D rotary, no adaLN)."""
-        return TransformerConfig(
-            dim=self.dim,
-            n_layers=self.n_layers,
-            n_heads=self.n_heads,
-            n_kv_heads=self.n_kv_heads,
-            head_dim=self.head_dim,
-            mlp_hidden=self.mlp_hidden,
-            multiple_of=self.multiple_of,
-            norm_eps=self.norm_eps,
-            rope="3d",
-            rope_theta=self.rope_theta,
-            rope_axes_dim=self.rope_axes_dim,
-            qk_norm=self.qk_norm,
-            max_seq_len=self.seq_len,
-            init_std=self.init_std,
-        )
+        return core_config(self, rope="3d", max_seq_len=self.seq_len)
 
     def replace(self, **changes) -> TokenLMConfig:
         return dataclasses.replace(self, **changes)

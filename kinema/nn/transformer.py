@@ -6,6 +6,7 @@ belong to the models built on top of it.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from dataclasses import dataclass
@@ -104,6 +105,15 @@ class TransformerConfig:
     @property
     def resolved_mlp_hidden(self) -> int:
         return self.mlp_hidden or llama_hidden_dim(self.dim, self.multiple_of)
+
+
+def core_config(model_config: object, **overrides) -> TransformerConfig:
+    """The :class:`TransformerConfig` of a model config that repeats the core's fields
+    (``dim``, ``n_layers``, ``n_heads``, ...): same-named fields are copied, ``overrides``
+    set the rest (e.g. ``rope="3d"``, ``max_seq_len``)."""
+    names = {f.name for f in dataclasses.fields(TransformerConfig)}
+    values = {n: getattr(model_config, n) for n in names if hasattr(model_config, n)}
+    return TransformerConfig(**{**values, **overrides})
 
 
 class Transformer(ModelMixin):

@@ -183,13 +183,17 @@ PRESETS: dict[str, dict] = {
         kl_channels=8,
     ),
     # the shipped CPU tokenizers: 17 x 64 x 64 -> 5 x 16 x 16, 4.3M parameters.
-    # FSQ with 4,375 codes (12 bits): a small vocabulary keeps CPU token LMs cheap
+    # FSQ with 4,375 codes (12 bits): a small vocabulary keeps CPU token LMs cheap.
+    # L1 + L2: with L1 alone, frames that are mostly flat background (physics, shapes)
+    # sit for hundreds of steps at the per-pixel median (background only, ~16 dB); the
+    # L2 gradient grows with the error on the small objects and escapes in ~200 steps
     "cpu-fsq": dict(
         resolution=64,
         spatial_compression=4,
         base_channels=32,
         channel_mult=(1, 2, 4),
         fsq_levels=(7, 5, 5, 5, 5),
+        l2_weight=1.0,
     ),
     # the same geometry with an 8-channel continuous latent, for the flow models
     "cpu-kl": dict(
@@ -199,6 +203,7 @@ PRESETS: dict[str, dict] = {
         channel_mult=(1, 2, 4),
         quantizer="kl",
         kl_channels=8,
+        l2_weight=1.0,
     ),
     # MAGVIT-v2 geometry: 17 x 128 x 128 -> 5 x 16 x 16, LFQ 18 bits (262,144 codes)
     "magvit2-paper": dict(

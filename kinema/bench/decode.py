@@ -11,7 +11,7 @@ Each configuration runs A B C A B C ... ``--repeats`` times after a warm-up; the
 the median wall time. bf16 rows keep the weights in bf16 (no autocast).
 
 Usage:
-    python benchmarks/decode.py [--sizes 10m,100m] [--dtypes fp32,bf16] [--repeats 5]
+    kinema bench decode [--sizes 10m,100m] [--dtypes fp32,bf16] [--repeats 5]
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import time
 from functools import partial
 
 import torch
-from _common import header, parse_args
 
+from kinema.bench.common import header, parse_args
 from kinema.lm import TokenLM, TokenLMConfig
 from kinema.sample import generate
 
@@ -81,11 +81,11 @@ def hf_generate(model, ids: torch.Tensor) -> None:
     )
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="10m,100m")
     ap.add_argument("--dtypes", default="fp32,bf16")
-    args = parse_args(ap)
+    args = parse_args(ap, argv)
     print(header("512 prefix + 768 new tokens, batch 1"))
     print(
         "\n| model | dtype | NBP 1x1x16 (s) | NTP (s) | HF generate (s) | NBP vs NTP | NTP vs HF |"

@@ -5,8 +5,8 @@ FSDP2, gloo on CPU / NCCL on GPU). Each configuration runs in a fresh process; t
 the median tokens/s over the timed steps (the first step, with its warm-up, is dropped).
 
 Usage:
-    python benchmarks/train_throughput.py                 # the whole matrix, prints a table
-    python benchmarks/train_throughput.py --worker --precision bf16   # one run (torchrun-able)
+    kinema bench train-throughput                 # the whole matrix, prints a table
+    kinema bench train-throughput --worker --precision bf16   # one run (torchrun-able)
 """
 
 from __future__ import annotations
@@ -117,8 +117,15 @@ def worker(args: argparse.Namespace) -> None:
 
 
 def run(precision: str, nproc: int, steps: int) -> dict:
-    script = os.path.abspath(__file__)
-    base = [script, "--worker", "--precision", precision, "--steps", str(steps)]
+    base = [
+        "-m",
+        "kinema.bench.train_throughput",
+        "--worker",
+        "--precision",
+        precision,
+        "--steps",
+        str(steps),
+    ]
     env = dict(os.environ)
     if nproc == 1:
         cmd = [sys.executable, *base]
@@ -138,13 +145,13 @@ def run(precision: str, nproc: int, steps: int) -> dict:
     return json.loads([ln for ln in out.splitlines() if ln.startswith("{")][-1])
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--worker", action="store_true")
     ap.add_argument("--precision", default="bf16")
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=2)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if args.worker:
         worker(args)
         return

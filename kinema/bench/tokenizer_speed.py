@@ -8,7 +8,7 @@ plus fp32 as the baseline. Parameter counts of every preset come from the meta d
 memory is allocated), so the 243M-parameter ``magvit2-paper`` preset costs nothing.
 
 Usage:
-    python benchmarks/tokenizer_speed.py [--tokenizer tokenizer-cpu-fsq] [--repeats 5]
+    kinema bench tokenizer-speed [--tokenizer tokenizer-cpu-fsq] [--repeats 5]
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import statistics
 import time
 
 import torch
-from _common import header, parse_args
 
+from kinema.bench.common import header, parse_args
 from kinema.tokenizer import PRESETS, Tokenizer, preset
 
 
@@ -46,10 +46,10 @@ def time_once(tok: Tokenizer, video: torch.Tensor, mode: str) -> float:
     return time.perf_counter() - start
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tokenizer", default="tokenizer-cpu-fsq")
-    args = parse_args(ap)
+    args = parse_args(ap, argv)
     print(header(f"tokenizer {args.tokenizer}"))
     print("\n| preset | parameters | encoder+quantizer+decoder | discriminator |")
     print("|---|---|---|---|")

@@ -10,11 +10,11 @@ import time
 import torch
 
 
-def parse_args(ap: argparse.ArgumentParser) -> argparse.Namespace:
+def parse_args(ap: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
     """Add ``--repeats`` and ``--threads``, parse, and apply the thread count."""
     ap.add_argument("--repeats", type=int, default=5, help="timed repeats (median is kept)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     return args

@@ -1,7 +1,7 @@
 """Physics dataset: write speed of `kinema data make` and the ground-truth floor of the
 velocity metric, measured by re-detecting the red ball in the decoded mp4 files.
 
-Usage: python benchmarks/physics_floor.py [--n 1000] [--resolutions 64 128]
+Usage: kinema bench physics-floor [--n 1000] [--resolutions 64 128]
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ from kinema.eval.physics import velocity_errors
 from kinema.io import read_video
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--resolutions", type=int, nargs="+", default=[64, 128])
     ap.add_argument("--quality", default="lossless")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     print(
         f"# {time.strftime('%Y-%m-%d %H:%M')} | {platform.processor() or platform.machine()} "
         f"| torch {torch.__version__} | threads {torch.get_num_threads()}"
