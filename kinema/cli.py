@@ -444,6 +444,25 @@ def tokenizer_reconstruct(
     console.print(f"wrote {out}")
 
 
+def _training_shards(
+    data: str, out: Path, tokenizer: str, n: int, resolution: int, frames: int, seed: int
+):
+    """``--data`` as shards: a shard folder as is, else the dataset encoded once into
+    ``OUT/shards`` with ``--tokenizer``. Returns the shards and the tokenizer that made them
+    (the one to ship with the model)."""
+    from kinema.tokenizer.shards import INDEX, ShardDataset
+
+    shard_dir = Path(data)
+    if not (shard_dir / INDEX).is_file():
+        shard_dir = out / "shards"
+        if not (shard_dir / INDEX).is_file():
+            tokenizer_encode(
+                data, shard_dir, tokenizer, n, "all", "id", resolution, frames, seed, 8, 1024, None
+            )
+    shards = ShardDataset(shard_dir)
+    return shards, shards.index.get("source", {}).get("tokenizer", tokenizer)
+
+
 @train_app.command("lm")
 def train_lm_command(
     data: str = typer.Option(
@@ -477,18 +496,11 @@ def train_lm_command(
     from kinema.lm import preset
     from kinema.lm.data import TokenClipDataset
     from kinema.lm.training import parse_block, train_lm
-    from kinema.tokenizer.shards import INDEX, ShardDataset
 
     _threads(threads)
     block_shape = parse_block(block)  # check options before encoding anything
-    shard_dir = Path(data)
-    if not (shard_dir / INDEX).is_file():
-        shard_dir = out / "shards"
-        if not (shard_dir / INDEX).is_file():
-            tokenizer_encode(
-                data, shard_dir, tokenizer, n, "all", "id", resolution, frames, seed, 8, 1024, None
-            )
-    dataset = TokenClipDataset(ShardDataset(shard_dir), cond_frames, label_key)
+    shards, tok_source = _training_shards(data, out, tokenizer, n, resolution, frames, seed)
+    dataset = TokenClipDataset(shards, cond_frames, label_key)
     config = preset(
         preset_name,
         vocab_size=dataset.shards.vocab_size,
@@ -501,49 +513,159 @@ def train_lm_command(
     train = _train_config(
         out, steps, batch_size, lr, warmup, precision, ema, save_every, resume, seed
     )
-    tok_source = dataset.shards.index.get("source", {}).get("tokenizer", tokenizer)
     _report_export("model", train_lm(config, dataset, train, tokenizer=tok_source), out)
+
+
+@train_app.command("flow")
+def train_flow_command(
+    data: str = typer.Option(
+        ..., "--data", help="A KL latent shard folder, or physics/shapes/digits/a video path."
+    ),
+    tokenizer: str = typer.Option(
+        "tokenizer-cpu-kl", "--tokenizer", help="KL tokenizer folder or shipped name."
+    ),
+    preset_name: str = typer.Option("small", "--preset", help="Flow DiT preset."),
+    captions: bool = typer.Option(
+        True, help="Condition on the clips' captions (all-MiniLM-L6-v2 states); else no text."
+    ),
+    sets: list[str] = typer.Option([], "--set", help="Override a config field: KEY=VALUE."),
+    n: int = typer.Option(10_000, "--n", min=1, help="Clips to encode when --data is a name."),
+    resolution: int = typer.Option(64, help="Frame size of clips encoded here."),
+    frames: int = typer.Option(17, help="Frames of clips encoded here (1 + 4k)."),
+    out: Path = typer.Option(Path("runs/flow"), "--out", help="Run folder."),
+    steps: int = typer.Option(2000, help="Optimizer steps."),
+    batch_size: int = typer.Option(16, help="Clips per optimizer step (global)."),
+    lr: float = typer.Option(3e-4, help="Peak learning rate."),
+    warmup: int = typer.Option(100, help="Warmup steps."),
+    precision: str = typer.Option("bf16", help="bf16 (autocast) or fp32."),
+    ema: float = typer.Option(0.999, help="EMA decay of the exported weights (0: none)."),
+    save_every: int = typer.Option(250, help="Steps between checkpoints."),
+    resume: bool = typer.Option(False, help="Continue from the latest checkpoint in --out."),
+    seed: int = typer.Option(0, help="Seed."),
+    threads: int | None = typer.Option(None, help="CPU threads (torch.set_num_threads)."),
+) -> None:
+    """Train a pyramidal-flow DiT on KL latents of clips; export to OUT/model."""
+    from kinema.flow import preset
+    from kinema.flow.data import LatentClipDataset
+    from kinema.flow.training import train_flow
+
+    _threads(threads)
+    config = preset(preset_name, **_parse_sets(sets))  # check options before encoding
+    shards, tok_source = _training_shards(data, out, tokenizer, n, resolution, frames, seed)
+    encoder = None
+    if captions and config.text_dim:
+        from kinema.lm.text import HFTextEncoder
+
+        encoder = HFTextEncoder(max_length=config.max_text_len)
+    dataset = LatentClipDataset(shards, encoder)
+    c, t, h, _ = dataset.latent_shape
+    config = config.replace(
+        latent_channels=c,
+        frames=t,
+        resolution=h,
+        text_dim=encoder.dim if encoder is not None else 0,  # the text width is the encoder's
+    )
+    train = _train_config(
+        out, steps, batch_size, lr, warmup, precision, ema, save_every, resume, seed
+    )
+    _report_export("model", train_flow(config, dataset, train, tokenizer=tok_source), out)
+
+
+def _parse_steps(spec: str | None, option: str) -> list[int] | None:
+    """``"20,20,20"`` -> ``[20, 20, 20]`` (Euler steps per pyramid stage)."""
+    if spec is None:
+        return None
+    try:
+        return [int(x) for x in spec.split(",")]
+    except ValueError:
+        raise KinemaError(
+            f"{option} must be step counts per stage like 20,20,20, got '{spec}'"
+        ) from None
 
 
 @app.command()
 def generate(
-    model: str = typer.Option(..., "--model", help="Trained token LM folder (with tokenizer/)."),
+    model: str = typer.Option(
+        ..., "--model", help="Trained model folder (token LM or pyramid flow, with tokenizer/)."
+    ),
+    method: str = typer.Option(
+        "auto", help="auto (from the model folder), token-lm or pyramid-flow."
+    ),
     out: Path = typer.Option(Path("out.mp4"), "--out", help="Output .mp4/.webm/.gif."),
     prompt: str | None = typer.Option(None, "--prompt", help="Text (text-conditioned models)."),
     label: int | None = typer.Option(None, "--class", help="Class id (class-conditioned)."),
-    video: Path | None = typer.Option(None, "--video", help="Conditioning video (first frames)."),
+    video: Path | None = typer.Option(
+        None, "--video", help="Conditioning video (first frames; flow: the first frame)."
+    ),
     n: int = typer.Option(1, "--n", min=1, max=16, help="Videos to sample (a grid if > 1)."),
-    temperature: float = typer.Option(1.0, min=0.0, max=10.0, help="Sampling temperature."),
-    top_k: int | None = typer.Option(None, min=1, help="Keep the k most likely tokens."),
-    top_p: float | None = typer.Option(None, min=0.0, max=1.0, help="Nucleus sampling mass."),
-    cfg: float | None = typer.Option(None, min=0.0, max=20.0, help="Guidance scale."),
+    temperature: float | None = typer.Option(
+        None, min=0.0, max=10.0, help="token-lm: sampling temperature (default 1)."
+    ),
+    top_k: int | None = typer.Option(None, min=1, help="token-lm: keep the k likeliest tokens."),
+    top_p: float | None = typer.Option(
+        None, min=0.0, max=1.0, help="token-lm: nucleus sampling mass."
+    ),
+    guidance: float | None = typer.Option(
+        None,
+        "--guidance",
+        "--cfg",
+        min=0.0,
+        max=20.0,
+        help="Classifier-free guidance scale (pyramid-flow: of the first frame).",
+    ),
+    video_guidance: float | None = typer.Option(
+        None, min=0.0, max=20.0, help="pyramid-flow: guidance of later frames (default --guidance)."
+    ),
+    steps: str | None = typer.Option(
+        None, help="pyramid-flow: Euler steps per stage of the first frame (default 20,20,20)."
+    ),
+    video_steps: str | None = typer.Option(
+        None, help="pyramid-flow: Euler steps per stage of later frames (default 10,10,10)."
+    ),
+    frames: int | None = typer.Option(
+        None, help="pyramid-flow: frames (1 + 4k; default and maximum: the training length)."
+    ),
     seed: int = typer.Option(0, help="Sampling seed."),
     fps: float = typer.Option(10.0, min=1.0, max=120.0, help="Frame rate of the output."),
     threads: int | None = typer.Option(None, help="CPU threads (torch.set_num_threads)."),
 ) -> None:
-    """Sample videos from a trained token LM (NTP or NBP) and decode them."""
-    from kinema.sample.video import generate_video
+    """Sample videos from a trained token LM (NTP or NBP) or pyramid-flow DiT and decode them."""
+    from kinema.sample.video import METHODS, generate_video, model_method
 
     _threads(threads)
+    if method not in ("auto", *METHODS):
+        raise KinemaError(f"unknown --method '{method}'; valid: auto, {', '.join(METHODS)}")
+    kind = model_method(model) if method == "auto" else method
+    lm_only = {"--temperature": temperature, "--top-k": top_k, "--top-p": top_p}
+    flow_only = {
+        "--video-guidance": video_guidance,
+        "--steps": steps,
+        "--video-steps": video_steps,
+        "--frames": frames,
+    }
+    wrong = [k for k, v in (flow_only if kind == "token-lm" else lm_only).items() if v is not None]
+    if wrong:
+        raise KinemaError(f"{', '.join(wrong)}: not an option of {kind} models")
+    if kind == "token-lm":
+        sampling = dict(temperature=temperature, top_k=top_k, top_p=top_p, cfg_scale=guidance)
+    else:
+        sampling = dict(
+            frames=frames,
+            steps=_parse_steps(steps, "--steps"),
+            video_steps=_parse_steps(video_steps, "--video-steps"),
+            guidance_scale=guidance,
+            video_guidance_scale=video_guidance,
+        )
     start = time.perf_counter()
-    frames = generate_video(
-        model,
-        n=n,
-        prompt=prompt,
-        label=label,
-        video=video,
-        temperature=temperature,
-        top_k=top_k,
-        top_p=top_p,
-        cfg_scale=cfg,
-        seed=seed,
+    videos = generate_video(
+        model, n=n, prompt=prompt, label=label, video=video, seed=seed, method=kind, **sampling
     )
     from kinema.io import make_grid, write_video
 
-    grid = make_grid(list(frames), pad_value=128) if n > 1 else frames[0]
+    grid = make_grid(list(videos), pad_value=128) if n > 1 else videos[0]
     write_video(out, grid, fps=fps)
     console.print(
-        f"wrote {out} ({n} x {frames.shape[1]} frames) in {time.perf_counter() - start:.1f} s"
+        f"wrote {out} ({n} x {videos.shape[1]} frames) in {time.perf_counter() - start:.1f} s"
     )
 
 

@@ -12,6 +12,9 @@ from pathlib import Path
 from kinema.errors import KinemaError
 
 SHIPPED = Path(__file__).parent / "assets" / "models"
+# A generative model's folder keeps the tokenizer that made its training data here, so
+# sampling decodes without being told which tokenizer to use.
+TOKENIZER_DIR = "tokenizer"
 
 
 def shipped_models() -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,23 +13,16 @@ from kinema.cli import app
 from kinema.io import probe
 from kinema.lm import TokenLM
 from kinema.sample.video import generate_video
-from kinema.tokenizer import Tokenizer, TokenizerConfig
+
+sys.path.insert(0, str(Path(__file__).parent / "scripts"))
+from flow_testing import tiny_tokenizer  # noqa: E402
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
 def tokenizer(tmp_path_factory) -> Path:
-    cfg = TokenizerConfig(
-        spatial_compression=4,
-        num_frames=5,
-        resolution=32,
-        base_channels=8,
-        channel_mult=(1, 1, 2),
-        norm_groups=4,
-        fsq_levels=(5, 5, 5),
-    )
-    return Tokenizer(cfg).save_pretrained(tmp_path_factory.mktemp("tok") / "tok")
+    return tiny_tokenizer(tmp_path_factory.mktemp("tok") / "tok", fsq_levels=(5, 5, 5))
 
 
 @pytest.mark.parametrize("block", ["1x1x8", "1x1x1"])

@@ -4,6 +4,9 @@ temporal-pyramid history compression, save/load and one-line input errors."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,29 +14,15 @@ from einops import rearrange
 
 from kinema.errors import KinemaError
 from kinema.flow.config import PRESETS, FlowConfig, preset
-from kinema.flow.dit import (
-    PyramidDiT,
-    compress_history,
-    frame_positions,
-    group_causal_mask,
-    history_stages,
-)
+from kinema.flow.dit import PyramidDiT, frame_positions, group_causal_mask
+from kinema.flow.pyramid import compress_history, history_stages
+
+sys.path.insert(0, str(Path(__file__).parent / "scripts"))
+from flow_testing import randomized  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 B, C, RES = 2, 4, 16  # tiny preset: 4 latent channels, stages of 4, 8, 16 latents
-
-
-def randomized(seed: int = 0) -> PyramidDiT:
-    """The tiny model with its zero-initialised parts (adaLN, output head) made random, so
-    every path of the network actually contributes to the output."""
-    torch.manual_seed(seed)
-    model = PyramidDiT(preset("tiny"))
-    with torch.no_grad():
-        for p in model.parameters():
-            if not p.any():
-                p.normal_(0.0, 0.1)
-    return model.eval()
 
 
 def inputs(seed: int = 0, stage: int = 2, n_history: int = 2) -> dict:
@@ -312,12 +301,7 @@ def test_cached_context_equals_the_full_forward():
 
 
 def test_model_without_text():
-    torch.manual_seed(0)
-    model = PyramidDiT(preset("tiny", text_dim=0)).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            if not p.any():
-                p.normal_(0.0, 0.1)
+    model = randomized(text_dim=0)
     kw = {k: v for k, v in inputs(stage=1).items() if k not in ("text", "text_mask")}
     full = run(model, kw)
     with torch.no_grad():

@@ -10,6 +10,7 @@ from kinema.errors import KinemaError
 BENCHMARKS = {
     "decode": "kinema.bench.decode",
     "physics-floor": "kinema.bench.physics_floor",
+    "pyramid": "kinema.bench.pyramid",
     "tokenizer-speed": "kinema.bench.tokenizer_speed",
     "train-throughput": "kinema.bench.train_throughput",
 }

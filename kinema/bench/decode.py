@@ -17,13 +17,11 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from functools import partial
 
 import torch
 
-from kinema.bench.common import header, parse_args
+from kinema.bench.common import header, parse_args, time_interleaved
 from kinema.lm import TokenLM, TokenLMConfig
 from kinema.sample import generate
 
@@ -105,15 +103,7 @@ def main(argv: list[str] | None = None) -> None:
                 "ntp": partial(generate, ntp, 1, cond_tokens=prefix, seed=0, dtype=dtype),
                 "hf": partial(hf_generate, hf, prefix.reshape(1, -1)),
             }
-            times: dict[str, list[float]] = {k: [] for k in runs}
-            for fn in runs.values():
-                fn()  # warm-up
-            for _ in range(args.repeats):
-                for k, fn in runs.items():
-                    t0 = time.perf_counter()
-                    fn()
-                    times[k].append(time.perf_counter() - t0)
-            med = {k: statistics.median(v) for k, v in times.items()}
+            med = time_interleaved(runs, args.repeats)
             n = ntp.num_parameters(exclude_embeddings=True) / 1e6
             print(
                 f"| {size} ({n:.1f}M + emb) | {dname} | {med['nbp']:.3f} | {med['ntp']:.3f} | "

@@ -6,11 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 
 from kinema.errors import KinemaError
+from kinema.flow.pyramid import PyramidSchedule
 from kinema.nn.transformer import TransformerConfig, core_config
-
-# The global timestep the DiT is told lies in [0, TIMESTEP_SCALE]; a noise level sigma in
-# [0, 1] (history augmentation) is told as ``sigma * TIMESTEP_SCALE``.
-TIMESTEP_SCALE = 1000.0
 
 
 @dataclass
@@ -103,6 +100,11 @@ class FlowConfig:
         if not 0 <= stage < self.stages:
             raise KinemaError(f"stage must be in [0, {self.stages - 1}], got {stage}")
         return self.resolution >> (self.stages - 1 - stage)
+
+    def schedule(self) -> PyramidSchedule:
+        """The stage sigmas and the timestep map shared by training and sampling (derived
+        from ``stages``, so a model folder cannot disagree with itself)."""
+        return PyramidSchedule(stages=self.stages)
 
     def transformer_config(self) -> TransformerConfig:
         """The core: 3D rotary, adaLN conditioned on a ``dim``-wide timestep vector."""

@@ -15,9 +15,9 @@ writes their keys/values into the static KV cache once and every Euler step of a
 only the current frame's tokens (exact, not an approximation).
 
 Conditioning (adaLN, one vector per group kind): the current frame gets the embedding of
-its global timestep (0..1000), history frames that of their own noise level
-``1000 * history_sigma`` (training noise augmentation; 0 at inference), text that of
-timestep 0.
+its global timestep (0..1000, :meth:`PyramidSchedule.timestep`), history frames that of
+their own noise level on the same scale, ``1000 * history_sigma`` (training noise
+augmentation; 0 at inference), text that of timestep 0.
 
 Rotary positions (3D ``(t, h, w)``, float, ``T`` = text slots): text slot ``k`` is at
 ``(k, k, k)`` (as in the token LM); a frame with latent index ``f`` whose tokens are
@@ -43,8 +43,8 @@ from einops import rearrange
 from torch import nn
 
 from kinema.errors import KinemaError
-from kinema.flow.config import TIMESTEP_SCALE, FlowConfig
-from kinema.flow.pyramid import downsample2x
+from kinema.flow.config import FlowConfig
+from kinema.flow.loss import FlowLoss
 from kinema.modeling import ModelMixin
 from kinema.nn.rotary import grid_positions
 from kinema.nn.transformer import Transformer
@@ -58,49 +58,6 @@ _TEXT, _HISTORY, _CURRENT = 0, 1, 2
 
 
 # ---------------------------------------------------------------------------- helpers
-def history_stages(num_history: int, stage: int) -> list[int]:
-    """Stage (resolution) of each history frame, oldest first, for a current frame at
-    ``stage``: the most recent at ``stage``, the one before at ``stage - 1``, ..., all older
-    at stage 0."""
-    return [max(stage - (num_history - 1 - j), 0) for j in range(num_history)]
-
-
-def compress_history(
-    frames: Sequence[torch.Tensor], stage: int, stages: int, *, first_index: int = 0
-) -> list[tuple[torch.Tensor, int]]:
-    """Temporal pyramid: full-resolution history latents -> the history input of the DiT.
-
-    Args:
-        frames: latent frames ``first_index, first_index + 1, ...`` (oldest first), each
-            ``(B, C, H, W)`` at full resolution.
-        stage: stage ``k`` of the current frame; frame ``j`` steps back is kept at stage
-            ``max(k - j, 0)`` (:func:`history_stages`), i.e. ``2^(K-1-stage)`` times smaller
-            per side by repeated :func:`downsample2x`.
-        stages: ``K``.
-
-    Returns:
-        ``[(latent (B, C, h_j, w_j), frame_index), ...]`` oldest first.
-    """
-    if not 0 <= stage < stages:
-        raise KinemaError(f"stage must be in [0, {stages - 1}] for {stages} stages, got {stage}")
-    shapes = {tuple(f.shape) for f in frames}
-    if len(shapes) > 1 or any(len(s) != 4 for s in shapes):
-        raise KinemaError(
-            f"history frames must all be (B, C, H, W) at full resolution, got {sorted(shapes)}"
-        )
-    target = history_stages(len(frames), stage)
-    out = list(frames)
-    # One downsampling call per level for all frames that go lower (not one per frame).
-    for level in range(stages - 1, 0, -1):
-        lower = [j for j, s in enumerate(target) if s < level]
-        if not lower:
-            break
-        down = downsample2x(torch.cat([out[j] for j in lower])).chunk(len(lower))
-        for j, d in zip(lower, down, strict=True):
-            out[j] = d
-    return [(x, first_index + j) for j, x in enumerate(out)]
-
-
 def timestep_features(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
     """Sinusoidal features ``(...) -> (..., dim)`` fp32: ``[cos(t w_i) | sin(t w_i)]`` with
     ``w_i = max_period^(-i / (dim/2))`` (DiT / ADM)."""
@@ -179,11 +136,12 @@ class FlowContext:
 
 
 # ---------------------------------------------------------------------------- model
-class PyramidDiT(ModelMixin):
+class PyramidDiT(FlowLoss, ModelMixin):
     """Velocity network of pyramidal flow matching (see the module docstring).
 
     Shapes: latents ``(B, C, h, w)``; tokens ``(B, N, D)``; a frame of ``h x w`` latents is
-    ``(h/p) * (w/p)`` tokens. ``forward`` returns the velocity of the current frame.
+    ``(h/p) * (w/p)`` tokens. ``forward`` returns the velocity of the current frame; the
+    training objective ``loss(batch)`` comes from :class:`~kinema.flow.loss.FlowLoss`.
     """
 
     config_class = FlowConfig
@@ -191,6 +149,7 @@ class PyramidDiT(ModelMixin):
     def __init__(self, config: FlowConfig) -> None:
         super().__init__()
         self.config = c = config
+        self.schedule = c.schedule()
         patch_dim = c.latent_channels * c.patch_size**2
         self.transformer = Transformer(c.transformer_config())
         self.patch_embed = nn.Linear(patch_dim, c.dim)
@@ -338,7 +297,7 @@ class PyramidDiT(ModelMixin):
             )
         sigma = _per_sample(history_sigma, b, "history_sigma", device)
         cond = self.embed_timesteps(
-            torch.stack([torch.zeros_like(sigma), sigma], -1) * TIMESTEP_SCALE
+            torch.stack([torch.zeros_like(sigma), sigma], -1) * self.schedule.num_train_timesteps
         )  # (B, 2, D): text, history
         off, p = c.num_text_tokens, c.patch_size
         none = torch.zeros(0, dtype=torch.long, device=device)

@@ -9,6 +9,9 @@ distribution. Inside a stage a *local* sigma ``r`` runs from 1 (start) to 0 (end
 ``x_t = r*start + (1 - r)*end``, velocity ``start - end``. With ``K = 1`` this is plain
 rectified flow (start = noise, end = data, ``r = sigma``).
 
+Temporal pyramid: a frame generated at stage ``k`` sees its history at reduced resolution
+(:func:`compress_history`), the most recent frame at stage ``k``, older ones lower.
+
 All pyramid ops act on the last two dims, so images ``(B, C, H, W)`` and videos
 ``(B, C, T, H, W)`` share them. A 2x bilinear downsample (``align_corners=False``, no
 antialias) of an even-sized map is exactly the mean of each 2x2 block, which is how it is
@@ -18,6 +21,7 @@ computed here.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -216,3 +220,46 @@ class PyramidSchedule:
         if not 0 <= stage < self.stages:
             raise KinemaError(f"stage must be in [0, {self.stages - 1}], got {stage}")
         return stage
+
+
+def history_stages(num_history: int, stage: int) -> list[int]:
+    """Stage (resolution) of each history frame, oldest first, for a current frame at
+    ``stage``: the most recent at ``stage``, the one before at ``stage - 1``, ..., all older
+    at stage 0."""
+    return [max(stage - (num_history - 1 - j), 0) for j in range(num_history)]
+
+
+def compress_history(
+    frames: Sequence[torch.Tensor], stage: int, stages: int, *, first_index: int = 0
+) -> list[tuple[torch.Tensor, int]]:
+    """Temporal pyramid: full-resolution history latents -> the history input of the DiT.
+
+    Args:
+        frames: latent frames ``first_index, first_index + 1, ...`` (oldest first), each
+            ``(B, C, H, W)`` at full resolution.
+        stage: stage ``k`` of the current frame; frame ``j`` steps back is kept at stage
+            ``max(k - j, 0)`` (:func:`history_stages`), i.e. ``2^(K-1-stage)`` times smaller
+            per side by repeated :func:`downsample2x`.
+        stages: ``K``.
+
+    Returns:
+        ``[(latent (B, C, h_j, w_j), frame_index), ...]`` oldest first.
+    """
+    if not 0 <= stage < stages:
+        raise KinemaError(f"stage must be in [0, {stages - 1}] for {stages} stages, got {stage}")
+    shapes = {tuple(f.shape) for f in frames}
+    if len(shapes) > 1 or any(len(s) != 4 for s in shapes):
+        raise KinemaError(
+            f"history frames must all be (B, C, H, W) at full resolution, got {sorted(shapes)}"
+        )
+    target = history_stages(len(frames), stage)
+    out = list(frames)
+    # One downsampling call per level for all frames that go lower (not one per frame).
+    for level in range(stages - 1, 0, -1):
+        lower = [j for j, s in enumerate(target) if s < level]
+        if not lower:
+            break
+        down = downsample2x(torch.cat([out[j] for j in lower])).chunk(len(lower))
+        for j, d in zip(lower, down, strict=True):
+            out[j] = d
+    return [(x, first_index + j) for j, x in enumerate(out)]

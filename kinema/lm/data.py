@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import Dataset
 
 from kinema.errors import KinemaError
-from kinema.lm.text import TextEncoder
+from kinema.lm.text import CaptionCache, TextEncoder
 from kinema.tokenizer.shards import ShardDataset
 
 
@@ -37,8 +37,8 @@ class TokenClipDataset(Dataset):
         t = self.shards.item_shape[0]
         if not 0 <= cond_frames < t:
             raise KinemaError(f"cond_frames must be in [0, {t - 1}] for {t} latent frames")
-        self.cond_frames, self.label_key, self.text_encoder = cond_frames, label_key, text_encoder
-        self._text: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.cond_frames, self.label_key = cond_frames, label_key
+        self.captions = CaptionCache(text_encoder) if text_encoder is not None else None
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:
@@ -48,17 +48,6 @@ class TokenClipDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.shards)
-
-    def _embed(self, caption: str) -> tuple[torch.Tensor, torch.Tensor]:
-        if caption not in self._text:
-            with torch.no_grad():
-                states, mask = self.text_encoder([caption])  # type: ignore[misc]
-            n = self.text_encoder.max_length  # type: ignore[union-attr]
-            pad = n - states.shape[1]  # same length for every item, so batches stack
-            states = torch.nn.functional.pad(states[0].float().cpu(), (0, 0, 0, pad))
-            mask = torch.nn.functional.pad(mask[0].cpu(), (0, pad), value=False)
-            self._text[caption] = (states, mask)
-        return self._text[caption]
 
     def __getitem__(self, index: int) -> dict:
         item = self.shards[index]
@@ -70,6 +59,6 @@ class TokenClipDataset(Dataset):
             if self.label_key not in item:
                 raise KinemaError(f"shard items have no field '{self.label_key}' for labels")
             out["label"] = torch.tensor(int(item[self.label_key]))
-        if self.text_encoder is not None:
-            out["text"], out["text_mask"] = self._embed(item.get("caption", ""))
+        if self.captions is not None:
+            out["text"], out["text_mask"] = self.captions(item.get("caption", ""))
         return out

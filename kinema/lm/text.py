@@ -1,9 +1,11 @@
-"""Text encoders for the LM prefix: prompts -> ``(B, S, D)`` token states + ``(B, S)`` mask.
+"""Text encoders for the LM prefix and the DiT: prompts -> ``(B, S, D)`` token states +
+``(B, S)`` mask.
 
-The LM takes precomputed states (batch keys ``text`` / ``text_mask``), so any encoder with
-this interface plugs in (:class:`TextEncoder`): a frozen Hugging Face encoder for real
+The models take precomputed states (batch keys ``text`` / ``text_mask``), so any encoder
+with this interface plugs in (:class:`TextEncoder`): a frozen Hugging Face encoder for real
 models (:class:`HFTextEncoder`, default all-MiniLM-L6-v2, 384-d) and a tiny learned
-byte-level encoder for tests (:class:`ByteTextEncoder`).
+byte-level encoder for tests (:class:`ByteTextEncoder`). Datasets turn item captions into
+states with :class:`CaptionCache`.
 """
 
 from __future__ import annotations
@@ -34,6 +36,26 @@ class TextEncoder(Protocol):
     max_length: int
 
     def __call__(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+class CaptionCache:
+    """Caption -> ``states (max_length, dim)`` fp32 + ``mask (max_length,)`` bool on the CPU,
+    padded to the encoder's ``max_length`` so every item stacks into a batch; each distinct
+    caption is encoded once."""
+
+    def __init__(self, encoder: TextEncoder) -> None:
+        self.encoder = encoder
+        self._cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def __call__(self, caption: str) -> tuple[torch.Tensor, torch.Tensor]:
+        if caption not in self._cache:
+            with torch.no_grad():
+                states, mask = self.encoder([caption])
+            pad = self.encoder.max_length - states.shape[1]
+            states = torch.nn.functional.pad(states[0].float().cpu(), (0, 0, 0, pad))
+            mask = torch.nn.functional.pad(mask[0].cpu(), (0, pad), value=False)
+            self._cache[caption] = (states, mask)
+        return self._cache[caption]
 
 
 def default_text_encoder_path() -> str:

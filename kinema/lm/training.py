@@ -7,19 +7,15 @@ without being told which tokenizer to use.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from kinema.data import collate
 from kinema.errors import KinemaError
-from kinema.hub import resolve_model
 from kinema.lm.config import TokenLMConfig
 from kinema.lm.data import TokenClipDataset
 from kinema.lm.model import TokenLM
 from kinema.train import TrainConfig
 from kinema.train.export import train_and_export
-
-TOKENIZER_DIR = "tokenizer"
 
 
 def parse_block(spec: str) -> tuple[int, int, int]:
@@ -47,7 +43,6 @@ def train_lm(
             f"model latent_shape {tuple(config.latent_shape)} does not match the data's "
             f"{data.latent_shape}"
         )
-    out = train_and_export(TokenLM(config), data, train, export_to, collate_fn=collate)
-    if out is not None and tokenizer is not None:
-        shutil.copytree(resolve_model(tokenizer), out / TOKENIZER_DIR, dirs_exist_ok=True)
-    return out
+    return train_and_export(
+        TokenLM(config), data, train, export_to, collate_fn=collate, tokenizer=tokenizer
+    )

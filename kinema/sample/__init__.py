@@ -1,8 +1,8 @@
-"""Sampling loops: the token-LM block decoder, vectorised token sampling, guidance, and the
-pyramid-flow Euler sampler."""
+"""Sampling loops: the token-LM block decoder, vectorised token sampling, guidance, the
+pyramid-flow Euler sampler and its temporal (frame by frame) loop."""
 
 from kinema.sample.decode import cast_parameters_, generate
-from kinema.sample.flow import sample_pyramid
+from kinema.sample.flow import generate_latents, sample_pyramid
 from kinema.sample.guidance import cfg_combine
 from kinema.sample.sampling import filter_logits, sample_logits
 
@@ -11,6 +11,7 @@ __all__ = [
     "cfg_combine",
     "filter_logits",
     "generate",
+    "generate_latents",
     "sample_logits",
     "sample_pyramid",
 ]

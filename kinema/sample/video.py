@@ -1,72 +1,144 @@
-"""Token LM -> video in one call: condition from a video / class / text, sample, decode.
+"""Model folder -> video in one call: condition from a video / class / text, sample, decode.
 
-The one place that ties a trained :class:`~kinema.lm.TokenLM` to its tokenizer (saved in
-the model folder's ``tokenizer/`` by :func:`kinema.lm.training.train_lm`).
+The one place that ties a trained generator (a :class:`~kinema.lm.TokenLM` or a
+:class:`~kinema.flow.PyramidDiT`) to the tokenizer saved in its folder's ``tokenizer/``
+(by :func:`kinema.lm.training.train_lm` / :func:`kinema.flow.training.train_flow`). Loading,
+video and text conditioning and decoding are shared; only the sampler differs.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 
 from kinema.errors import KinemaError
-from kinema.hub import resolve_model
+from kinema.flow.dit import PyramidDiT
+from kinema.hub import TOKENIZER_DIR, resolve_model
 from kinema.io import read_video, to_tensor, to_uint8
 from kinema.lm.model import TokenLM
+from kinema.modeling import CONFIG_NAME
 from kinema.sample.decode import generate
+from kinema.sample.flow import check_steps, generate_latents
 from kinema.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
 
+# ``kinema generate --method`` names -> model classes (``model_type`` of config.json)
+METHODS: dict[str, type[TokenLM] | type[PyramidDiT]] = {
+    "token-lm": TokenLM,
+    "pyramid-flow": PyramidDiT,
+}
+TRAIN_COMMANDS = {"token-lm": "kinema train lm", "pyramid-flow": "kinema train flow"}
+FLOW_OPTIONS = (
+    "frames",
+    "cond_frames",
+    "steps",
+    "video_steps",
+    "guidance_scale",
+    "video_guidance_scale",
+)
+Generator = TokenLM | PyramidDiT
+
+
+def model_method(path: str | os.PathLike) -> str:
+    """The generation method (a :data:`METHODS` key) of a model folder, from its config."""
+    folder = resolve_model(path)
+    cfg = folder / CONFIG_NAME
+    if not cfg.is_file():
+        raise KinemaError(f"'{folder}' is not a kinema model folder: missing {CONFIG_NAME}")
+    model_type = json.loads(cfg.read_text()).get("model_type")
+    for method, cls in METHODS.items():
+        if cls.__name__ == model_type:
+            return method
+    raise KinemaError(
+        f"'{folder}' holds a {model_type}; generation takes {', '.join(METHODS)} models"
+    )
+
+
+def load_model(path: str | os.PathLike, method: str = "auto") -> tuple[Generator, Tokenizer]:
+    """A generator folder and the tokenizer stored with it; ``method`` ('auto' or a
+    :data:`METHODS` key) must match the folder's model."""
+    folder = resolve_model(path)
+    found = model_method(folder)
+    if method not in ("auto", found):
+        if method not in METHODS:
+            raise KinemaError(f"unknown method {method!r}; valid: auto, {', '.join(METHODS)}")
+        raise KinemaError(f"'{folder}' holds a {found} model, not {method}; use --method auto")
+    tok_dir = folder / TOKENIZER_DIR
+    if not (tok_dir / CONFIG_NAME).is_file():
+        raise KinemaError(
+            f"'{folder}' has no {TOKENIZER_DIR}/ folder; train it with `{TRAIN_COMMANDS[found]}`"
+        )
+    model = METHODS[found].from_pretrained(folder).eval()
+    return model, Tokenizer.from_pretrained(tok_dir).eval()
+
 
 def load_lm(path: str | os.PathLike) -> tuple[TokenLM, Tokenizer]:
     """A token LM folder and the tokenizer stored with it."""
-    folder = resolve_model(path)
-    tok_dir = folder / "tokenizer"
-    if not (tok_dir / "config.json").is_file():
-        raise KinemaError(f"'{folder}' has no tokenizer/ folder; train it with `kinema train lm`")
-    return TokenLM.from_pretrained(folder).eval(), Tokenizer.from_pretrained(tok_dir).eval()
+    return load_model(path, "token-lm")  # type: ignore[return-value]
 
 
 @torch.inference_mode()
 def generate_video(
-    model: str | os.PathLike | tuple[TokenLM, Tokenizer],
+    model: str | os.PathLike | tuple[Generator, Tokenizer],
     n: int = 1,
     *,
     prompt: str | None = None,
     label: int | None = None,
     video: str | os.PathLike | None = None,
     seed: int = 0,
+    method: str = "auto",
     **sampling,
 ) -> np.ndarray:
     """Sample ``n`` videos -> uint8 ``(n, T, H, W, 3)``.
 
-    ``video``: its first frames condition a frame-prediction model (the model's
-    ``cond_frames`` latent frames, i.e. ``1 + ft * (cond_frames - 1)`` frames); they are part
-    of the output. ``label`` / ``prompt``: class / text condition. A condition the model has
-    but is not given is its null condition (unconditional sampling). ``sampling``:
-    temperature, top_k, top_p, cfg_scale as in :func:`kinema.sample.generate`.
+    ``video``: its first frames condition the model and are part of the output: a token
+    LM's ``cond_frames`` latent frames (``1 + ft * (cond_frames - 1)`` frames); for a flow
+    model ``sampling["cond_frames"]`` latent frames (default 1: image-to-video).
+    ``label`` / ``prompt``: class / text condition. A condition the model has but is not
+    given is its null condition (unconditional sampling).
+
+    ``sampling`` (None values are ignored):
+    - token LM: temperature, top_k, top_p, cfg_scale as in :func:`kinema.sample.generate`;
+    - pyramid flow: ``frames`` (video frames, ``1 + ft * k``, at most the training length;
+      default that length), ``cond_frames``, ``steps`` / ``video_steps`` (Euler steps per
+      stage of the first / later frames), ``guidance_scale``, ``video_guidance_scale``
+      (see :func:`kinema.sample.flow.generate_latents`).
     """
-    lm, tok = load_lm(model) if not isinstance(model, tuple) else model
+    net, tok = model if isinstance(model, tuple) else load_model(model, method)
+    sampling = {k: v for k, v in sampling.items() if v is not None}
+    if isinstance(net, PyramidDiT):
+        latents = _flow_latents(net, tok, n, prompt, label, video, seed, **sampling)
+    else:
+        latents = _lm_tokens(net, tok, n, prompt, label, video, seed, **sampling)
+    with torch.autocast("cpu", torch.bfloat16):
+        frames = tok.decode(latents).float().clamp(-1, 1)
+    return np.stack([to_uint8(v) for v in frames])
+
+
+def _lm_tokens(
+    lm: TokenLM,
+    tok: Tokenizer,
+    n: int,
+    prompt: str | None,
+    label: int | None,
+    video: str | os.PathLike | None,
+    seed: int,
+    **sampling,
+) -> torch.Tensor:
+    """Token LM: tokens ``(n, t, h, w)``, given frames included."""
     c = lm.config
+    _check_options(sampling, ("temperature", "top_k", "top_p", "cfg_scale"), "token-lm")
     cond = {}
     if video is not None:
         if not c.cond_frames:
             raise KinemaError("this model takes no conditioning frames; drop --video")
-        ft = tok.config.temporal_compression
-        want = 1 + ft * (c.cond_frames - 1)
-        size = (
-            c.latent_shape[1] * tok.config.spatial_compression,
-            c.latent_shape[2] * tok.config.spatial_compression,
-        )
-        frames = read_video(video, num_frames=want, size=size)
-        if len(frames) < want:
-            raise KinemaError(f"'{video}' has {len(frames)} frames; this model needs {want}")
-        tokens = tok.encode(to_tensor(frames)[None])  # once, not once per sample
-        cond["cond_tokens"] = tokens.expand(n, -1, -1, -1)  # (n, cond_frames, h, w)
+        cond["cond_tokens"] = _encode_video(tok, video, c.cond_frames, c.latent_shape[1:], n)
     if label is not None:
         if not c.num_classes:
             raise KinemaError("this model is not class-conditional; drop --class")
@@ -76,16 +148,102 @@ def generate_video(
     if prompt is not None:
         if not c.text_dim:
             raise KinemaError("this model is not text-conditional; drop --prompt")
-        from kinema.lm.text import HFTextEncoder
-
-        states, mask = HFTextEncoder(max_length=c.max_text_len)([prompt] * n)
-        cond["text"], cond["text_mask"] = states.float(), mask
+        cond["text"], cond["text_mask"] = _encode_prompt(prompt, n, c.max_text_len)
     tokens = generate(lm, n, seed=seed, dtype=torch.bfloat16, **cond, **sampling)
     if "cond_tokens" in cond:
         tokens = torch.cat([cond["cond_tokens"], tokens], dim=1)
-    with torch.autocast("cpu", torch.bfloat16):
-        frames = tok.decode(tokens).float().clamp(-1, 1)
-    return np.stack([to_uint8(v) for v in frames])
+    return tokens
 
 
-__all__ = ["generate_video", "load_lm"]
+def _flow_latents(
+    dit: PyramidDiT,
+    tok: Tokenizer,
+    n: int,
+    prompt: str | None,
+    label: int | None,
+    video: str | os.PathLike | None,
+    seed: int,
+    *,
+    frames: int | None = None,
+    cond_frames: int = 1,
+    steps: Sequence[int] | None = None,
+    video_steps: Sequence[int] | None = None,
+    **sampling,
+) -> torch.Tensor:
+    """Pyramid flow: normalised latents ``(n, C, t, h, w)``, given frames included."""
+    c = dit.config
+    _check_options(sampling, FLOW_OPTIONS, "pyramid-flow")
+    if tok.is_discrete:
+        raise KinemaError("this flow model's tokenizer/ is discrete; it needs its KL tokenizer")
+    if label is not None:
+        raise KinemaError("this model is not class-conditional; drop --class")
+    ft = tok.config.temporal_compression
+    longest = 1 + ft * (c.frames - 1)
+    if frames is None:
+        frames = longest
+    if not 1 <= frames <= longest or (frames - 1) % ft:
+        raise KinemaError(
+            f"--frames must be 1 + {ft}k and at most {longest} (this model's training length), "
+            f"got {frames}"
+        )
+    for name, value in (("steps", steps), ("video_steps", video_steps)):
+        if value is not None:
+            check_steps(value, c.stages, name)  # named as the caller knows them
+    cond = {}
+    if video is not None:
+        latent_frames = 1 + (frames - 1) // ft
+        if not 1 <= cond_frames < latent_frames:
+            raise KinemaError(
+                f"cond_frames must be in [1, {latent_frames - 1}] for {frames} frames, "
+                f"got {cond_frames}"
+            )
+        size = (c.resolution, c.resolution)
+        cond["cond_latents"] = _encode_video(tok, video, cond_frames, size, n)
+    if prompt is not None:
+        if not c.text_dim:
+            raise KinemaError("this model is not text-conditional; drop --prompt")
+        cond["text"], cond["text_mask"] = _encode_prompt(prompt, n, c.max_text_len)
+    return generate_latents(
+        dit,
+        n,
+        frames=1 + (frames - 1) // ft,
+        steps_first=steps,
+        steps_later=video_steps,
+        seed=seed,
+        dtype=torch.bfloat16,
+        **cond,
+        **sampling,
+    )
+
+
+def _check_options(sampling: dict, valid: Sequence[str], method: str) -> None:
+    bad = sorted(set(sampling) - set(valid))
+    if bad:
+        raise KinemaError(
+            f"{method} models take no {', '.join(bad)}; their options: {', '.join(valid)}"
+        )
+
+
+def _encode_video(
+    tok: Tokenizer, video: str | os.PathLike, latent_frames: int, grid: Sequence[int], n: int
+) -> torch.Tensor:
+    """The first ``latent_frames`` latent frames of ``video`` resized to the latent ``grid
+    (h, w)``: tokens ``(n, t, h, w)`` or latents ``(n, C, t, h, w)``, encoded once."""
+    ft, fs = tok.config.temporal_compression, tok.config.spatial_compression
+    want = 1 + ft * (latent_frames - 1)
+    clip = read_video(video, num_frames=want, size=(grid[0] * fs, grid[1] * fs))
+    if len(clip) < want:
+        raise KinemaError(f"'{video}' has {len(clip)} frames; this model needs {want}")
+    z = tok.encode(to_tensor(clip)[None])  # once, not once per sample
+    return z.expand(n, *z.shape[1:])
+
+
+def _encode_prompt(prompt: str, n: int, max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Text-encoder states ``(n, S, D)`` fp32 and mask ``(n, S)`` of one prompt."""
+    from kinema.lm.text import HFTextEncoder
+
+    states, mask = HFTextEncoder(max_length=max_len)([prompt] * n)
+    return states.float(), mask
+
+
+__all__ = ["METHODS", "generate_video", "load_lm", "load_model", "model_method"]

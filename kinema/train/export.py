@@ -7,6 +7,7 @@ The one place that turns a finished run into ``config.json`` + ``model.safetenso
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 from torch.utils.data import Dataset
 
 from kinema.errors import KinemaError
+from kinema.hub import TOKENIZER_DIR, resolve_model
 from kinema.modeling import ModelMixin
 from kinema.train.checkpoint import EMA_NAME, latest_checkpoint, load_weights
 from kinema.train.config import TrainConfig
@@ -30,6 +32,7 @@ def train_and_export(
     *,
     collate_fn: Any = None,
     before_save: Callable[[ModelMixin], None] | None = None,
+    tokenizer: str | Path | None = None,
 ) -> Path | None:
     """Train (or resume, per ``train.resume``) and export to ``export_to`` (default
     ``train.out_dir/model``); returns that folder, or None when the run was interrupted
@@ -37,7 +40,8 @@ def train_and_export(
 
     The export loads the last checkpoint into a fresh, unsharded copy of ``model`` (EMA
     weights if present), puts it in eval mode and calls ``before_save(copy)`` first (e.g.
-    to fit latent statistics).
+    to fit latent statistics). ``tokenizer`` (folder or shipped name): the tokenizer of the
+    training data, copied into the export's ``tokenizer/`` (:data:`kinema.hub.TOKENIZER_DIR`).
     """
     result = Trainer(model, data, train, collate_fn=collate_fn).fit()
     checkpoint = result.checkpoint or latest_checkpoint(train.out_dir)
@@ -54,5 +58,7 @@ def train_and_export(
         before_save(final)
     out = Path(export_to) if export_to is not None else Path(train.out_dir) / "model"
     final.save_pretrained(out)
+    if tokenizer is not None:
+        shutil.copytree(resolve_model(tokenizer), out / TOKENIZER_DIR, dirs_exist_ok=True)
     log.info("exported %s (%s weights) to %s", checkpoint, "EMA" if ema else "raw", out)
     return out

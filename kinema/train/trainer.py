@@ -1,8 +1,10 @@
 """The one training loop of kinema: tokenizer, token LM and flow DiT all train here.
 
 A model plugs in by being an ``nn.Module`` with ``loss(batch)`` returning a scalar tensor or
-a dict with a ``"loss"`` tensor plus extra scalars to log; ``num_tokens(batch)`` (optional)
-feeds tokens/s, else batch elements are counted. Run it as is in one process, or under
+a dict with a ``"loss"`` tensor plus extra scalars to log (a value of None: not measured on
+this batch, e.g. the loss of a pyramid stage the batch did not train; each scalar is
+averaged over the batches that report it); ``num_tokens(batch)`` (optional) feeds
+tokens/s, else batch elements are counted. Run it as is in one process, or under
 ``torchrun --nproc_per_node=N`` to shard the model with FSDP2 over N processes.
 """
 
@@ -370,6 +372,7 @@ class Trainer:
         self._win_loss = zero
         self._win_weight = 0.0
         self._win_extras: dict[str, torch.Tensor] = {}
+        self._win_extra_weight: dict[str, float] = {}
         self._win_grad_norm = zero
         self._win_tokens = 0
         self._win_skipped = 0
@@ -382,10 +385,11 @@ class Trainer:
             self._extra_keys = sorted(extras)
         self._win_loss = self._win_loss + loss.detach().double() * weight
         for key in self._extra_keys:
-            if key in extras:
+            if extras.get(key) is not None:
                 value = torch.as_tensor(extras[key], device=self.device).detach().double()
                 prev = self._win_extras.get(key, 0.0)
                 self._win_extras[key] = prev + value.mean() * weight
+                self._win_extra_weight[key] = self._win_extra_weight.get(key, 0.0) + weight
         self._win_weight += weight
         if weight:
             count = getattr(self.model, "num_tokens", None)
@@ -402,7 +406,12 @@ class Trainer:
             torch.tensor(float(self._win_tokens), dtype=torch.float64, device=self.device),
             torch.tensor(float(self._win_skipped), dtype=torch.float64, device=self.device),
         ]
-        vec = torch.stack(head + [self._win_extras.get(k, zero) for k in keys])
+        weights = [self._win_extra_weight.get(k, 0.0) for k in keys]
+        vec = torch.stack(
+            head
+            + [self._win_extras.get(k, zero) for k in keys]
+            + [torch.tensor(w, dtype=torch.float64, device=self.device) for w in weights]
+        )
         values = all_reduce_sum(vec).tolist()
         loss_sum, weight, grad_norm, tokens, skipped = values[:5]
         elapsed = time.perf_counter() - self._win_start
@@ -414,8 +423,9 @@ class Trainer:
             row["grad_norm"] = grad_norm / (self._win_steps * self.env.world_size)
         row["tokens_per_s"] = tokens / elapsed if elapsed > 0 else 0.0
         row["skipped"] = int(skipped)
-        for key, value in zip(keys, values[5:], strict=True):
-            row[key] = value / weight if weight else float("nan")
+        sums, weights = values[5 : 5 + len(keys)], values[5 + len(keys) :]
+        for key, value, w in zip(keys, sums, weights, strict=True):
+            row[key] = value / w if w else float("nan")
         row["elapsed_s"] = elapsed
         row = {"step": self.step, **row}
         self.last_metrics = row
