@@ -40,6 +40,8 @@ tokenizer_app = typer.Typer(
 app.add_typer(tokenizer_app, name="tokenizer")
 train_app = typer.Typer(help="Train generative models.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
+eval_app = typer.Typer(help="Evaluate generative models.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -165,6 +167,8 @@ def data_make(
         raise ValueError(f"unknown quality '{quality}'; allowed: {', '.join(modes)}")
     ds = _dataset(name, n, resolution, frames, seed, scenario, split)
     fps = 1.0 / getattr(ds, "dt", 0.1)
+    # physics: the given frames of its protocol, so `kinema eval physics --videos` knows them
+    extra = {"cond_frames": ds.cond_frames} if hasattr(ds, "cond_frames") else {}
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     lines = []
@@ -174,7 +178,7 @@ def data_make(
             item = ds[i]
             file = f"clip_{i:06d}.mp4"
             write_video(out / file, to_uint8(item["video"]), fps=fps, **modes[quality])
-            lines.append(json.dumps(_meta(file, item, fps)))
+            lines.append(json.dumps({**_meta(file, item, fps), **extra}))
             bar.advance(task)
     with atomic_file(out / "meta.jsonl") as tmp:
         tmp.write_text("\n".join(lines) + "\n")
@@ -667,6 +671,108 @@ def generate(
     console.print(
         f"wrote {out} ({n} x {videos.shape[1]} frames) in {time.perf_counter() - start:.1f} s"
     )
+
+
+@eval_app.command("physics")
+def eval_physics(
+    model: str | None = typer.Option(
+        None, "--model", help="Model folder (token LM or pyramid flow) to generate with."
+    ),
+    videos: Path | None = typer.Option(
+        None, "--videos", help="Or a folder of videos + meta.jsonl (as `kinema data make`)."
+    ),
+    scenario: str = typer.Option("all", help="all, uniform, collision or parabola."),
+    split: str = typer.Option("all", help="all, id or ood."),
+    n: int | None = typer.Option(
+        None,
+        "--n",
+        min=1,
+        max=10_000,
+        help="Clips per scenario and split (--model: default 256; --videos: default all).",
+    ),
+    cond_frames: int | None = typer.Option(
+        None,
+        help="Given frames (token LM: its own; flow: 5; --videos: from meta.jsonl).",
+    ),
+    seed: int | None = typer.Option(
+        None, help="--model: dataset seed of the held-out clips (default 1000, not training's 0)."
+    ),
+    batch: int | None = typer.Option(
+        None, min=1, max=1024, help="--model: clips per generate call (default 16)."
+    ),
+    detector: str = typer.Option("all", help="all, alpha (primary) or threshold (paper's)."),
+    captions: bool = typer.Option(False, help="--model: give each clip's caption as prompt."),
+    temperature: float | None = typer.Option(None, min=0.0, help="token-lm: temperature."),
+    top_k: int | None = typer.Option(None, min=1, help="token-lm: keep the k likeliest."),
+    steps: str | None = typer.Option(None, help="pyramid-flow: first-frame steps per stage."),
+    video_steps: str | None = typer.Option(None, help="pyramid-flow: later-frame steps."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the results here."),
+    threads: int | None = typer.Option(None, help="CPU threads (torch.set_num_threads)."),
+) -> None:
+    """Physics velocity error (DATA.md) of a model's continuations or of a video folder,
+    next to the ground-truth floor at the same resolution."""
+    from kinema.data.physics import SCENARIOS, SPLITS
+    from kinema.eval.physics import METHODS
+    from kinema.eval.physics_eval import choices, evaluate_physics_folder, evaluate_physics_model
+    from kinema.utils.fs import atomic_file
+
+    _threads(threads)
+    if (model is None) == (videos is None):
+        raise KinemaError("give either --model PATH or --videos DIR")
+    detectors = choices(detector, METHODS, "detector")
+    model_only = {
+        "--seed": seed,
+        "--batch": batch,
+        "--captions": captions or None,
+        "--temperature": temperature,
+        "--top-k": top_k,
+        "--steps": _parse_steps(steps, "--steps"),
+        "--video-steps": _parse_steps(video_steps, "--video-steps"),
+    }
+    if videos is not None:
+        wrong = [k for k, v in model_only.items() if v is not None]
+        if wrong:
+            raise KinemaError(f"{', '.join(wrong)}: options of --model, not --videos")
+        results = evaluate_physics_folder(
+            videos,
+            scenario=scenario,
+            split=split,
+            n=n,
+            cond_frames=cond_frames,
+            detectors=detectors,
+        )
+    else:
+        n = n or 256
+        total = (
+            n * len(choices(scenario, SCENARIOS, "scenario")) * len(choices(split, SPLITS, "split"))
+        )
+        options = {k.lstrip("-").replace("-", "_"): v for k, v in model_only.items()}
+        bar, tasks = progress(), []
+
+        def advance(k: int) -> None:  # the bar starts with the first batch: bad input
+            if not tasks:  # (found while loading) stays a one-line error
+                bar.start()
+                tasks.append(bar.add_task("generate + score", total=total))
+            bar.advance(tasks[0], k)
+
+        try:
+            results = evaluate_physics_model(
+                model,
+                scenario=scenario,
+                split=split,
+                n=n,
+                cond_frames=cond_frames,
+                detectors=detectors,
+                on_batch=advance,
+                **{k: v for k, v in options.items() if v is not None},
+            )
+        finally:
+            bar.stop()
+    console.print(results.markdown(), markup=False, highlight=False, soft_wrap=True)
+    if json_out is not None:
+        with atomic_file(json_out) as tmp:
+            tmp.write_text(json.dumps(results.to_dict(), indent=2))
+        console.print(f"wrote {json_out}")
 
 
 @app.command(

@@ -56,6 +56,45 @@ def fully_visible(positions: np.ndarray, radius: float) -> np.ndarray:
     return inside.all(-1)
 
 
+def interval_errors(
+    frames: np.ndarray,
+    positions: np.ndarray,
+    radius: float,
+    dt: float = 0.1,
+    *,
+    color: str = "red",
+    method: str = "alpha",
+    collision_time: float | None = None,
+    start_frame: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Velocity error of every frame interval and which intervals count.
+
+    Velocities are finite differences over ``dt`` of the detected and the ground-truth
+    centres (``positions (T, 2)``), so the comparison is exact for any motion.
+
+    Returns three ``(T - 1,)`` arrays: ``err = |v_detected - v_true|`` (world units/s, NaN
+    where the ball is not detected), ``scored`` (the protocol keeps the interval: the ball is
+    fully in view at both ends in the ground truth, it starts at or after ``start_frame``,
+    e.g. the first generated frame, and at or after ``collision_time``) and ``seen`` (the
+    detector finds the ball at both ends). The metric averages ``err[scored & seen]``;
+    ``scored & ~seen`` are intervals where a generated video lost the ball.
+    """
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"frames must be uint8 (T, H, W, 3), got shape {frames.shape}")
+    if len(frames) != len(positions):
+        raise ValueError(f"{len(frames)} frames but {len(positions)} ground-truth positions")
+    det = ball_centroids(frames, color, method)
+    visible = fully_visible(positions, radius)
+    found = np.isfinite(det).all(-1)
+    scored = visible[:-1] & visible[1:] & (np.arange(len(frames) - 1) >= start_frame)
+    if collision_time is not None and np.isfinite(collision_time):
+        scored &= np.arange(len(frames) - 1) * dt >= collision_time
+    v_det = np.diff(det, axis=0) / dt
+    v_true = np.diff(positions, axis=0) / dt
+    return np.linalg.norm(v_det - v_true, axis=-1), scored, found[:-1] & found[1:]
+
+
 def velocity_errors(
     frames: np.ndarray,
     positions: np.ndarray,
@@ -67,27 +106,19 @@ def velocity_errors(
     collision_time: float | None = None,
     start_frame: int = 0,
 ) -> np.ndarray:
-    """Per-interval velocity errors ``|v_detected - v_true|`` (world units/s).
+    """Per-interval velocity errors ``|v_detected - v_true|`` (world units/s) of the
+    intervals that count (see :func:`interval_errors`, same arguments).
 
-    Velocities are finite differences over ``dt`` of the detected and the ground-truth
-    centres (``positions (T, 2)``), so the comparison is exact for any motion. Intervals are
-    dropped when the ball is partly out of view at either end, not detected, starts before
-    ``start_frame`` (e.g. the conditioning frames) or before ``collision_time``.
     Returns a 1-D array (possibly empty); the metric is its mean over all clips.
     """
-    frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3:
-        raise ValueError(f"frames must be uint8 (T, H, W, 3), got shape {frames.shape}")
-    if len(frames) != len(positions):
-        raise ValueError(f"{len(frames)} frames but {len(positions)} ground-truth positions")
-    det = ball_centroids(frames, color, method)
-    ok = fully_visible(positions, radius) & np.isfinite(det).all(-1)
-    valid = ok[:-1] & ok[1:]
-    t = np.arange(len(frames) - 1) * dt
-    valid &= np.arange(len(frames) - 1) >= start_frame
-    if collision_time is not None and np.isfinite(collision_time):
-        valid &= t >= collision_time
-    v_det = np.diff(det, axis=0) / dt
-    v_true = np.diff(positions, axis=0) / dt
-    err = np.linalg.norm(v_det - v_true, axis=-1)
-    return err[valid]
+    err, scored, seen = interval_errors(
+        frames,
+        positions,
+        radius,
+        dt,
+        color=color,
+        method=method,
+        collision_time=collision_time,
+        start_frame=start_frame,
+    )
+    return err[scored & seen]

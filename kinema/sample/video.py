@@ -19,7 +19,7 @@ import torch
 from kinema.errors import KinemaError
 from kinema.flow.dit import PyramidDiT
 from kinema.hub import TOKENIZER_DIR, resolve_model
-from kinema.io import read_video, to_tensor, to_uint8
+from kinema.io import read_video, resize_video, to_tensor, to_uint8
 from kinema.lm.model import TokenLM
 from kinema.modeling import CONFIG_NAME
 from kinema.sample.decode import generate
@@ -43,6 +43,7 @@ FLOW_OPTIONS = (
     "video_guidance_scale",
 )
 Generator = TokenLM | PyramidDiT
+Video = str | os.PathLike | np.ndarray  # a file or uint8 (T, H, W, 3) / (n, T, H, W, 3)
 
 
 def model_method(path: str | os.PathLike) -> str:
@@ -78,6 +79,18 @@ def load_model(path: str | os.PathLike, method: str = "auto") -> tuple[Generator
     return model, Tokenizer.from_pretrained(tok_dir).eval()
 
 
+def video_shape(net: Generator, tok: Tokenizer) -> tuple[int, int, int]:
+    """``(frames, height, width)`` of the longest video ``net`` generates (given frames
+    included): a token LM's conditioning + generated latent frames, a flow model's training
+    length."""
+    ft, fs = tok.config.temporal_compression, tok.config.spatial_compression
+    if isinstance(net, PyramidDiT):
+        c = net.config
+        return 1 + ft * (c.frames - 1), c.resolution * fs, c.resolution * fs
+    t, h, w = net.config.latent_shape
+    return 1 + ft * (net.config.cond_frames + t - 1), h * fs, w * fs
+
+
 def load_lm(path: str | os.PathLike) -> tuple[TokenLM, Tokenizer]:
     """A token LM folder and the tokenizer stored with it."""
     return load_model(path, "token-lm")  # type: ignore[return-value]
@@ -88,9 +101,9 @@ def generate_video(
     model: str | os.PathLike | tuple[Generator, Tokenizer],
     n: int = 1,
     *,
-    prompt: str | None = None,
+    prompt: str | Sequence[str] | None = None,
     label: int | None = None,
-    video: str | os.PathLike | None = None,
+    video: Video | None = None,
     seed: int = 0,
     method: str = "auto",
     **sampling,
@@ -99,9 +112,11 @@ def generate_video(
 
     ``video``: its first frames condition the model and are part of the output: a token
     LM's ``cond_frames`` latent frames (``1 + ft * (cond_frames - 1)`` frames); for a flow
-    model ``sampling["cond_frames"]`` latent frames (default 1: image-to-video).
-    ``label`` / ``prompt``: class / text condition. A condition the model has but is not
-    given is its null condition (unconditional sampling).
+    model ``sampling["cond_frames"]`` latent frames (default 1: image-to-video). A file, a
+    uint8 ``(T, H, W, 3)`` clip shared by all samples, or ``(n, T, H, W, 3)``: one clip per
+    sample (resized to the model's frame size like a file).
+    ``label`` / ``prompt``: class / text condition (a prompt, or one per sample). A
+    condition the model has but is not given is its null condition (unconditional sampling).
 
     ``sampling`` (None values are ignored):
     - token LM: temperature, top_k, top_p, cfg_scale as in :func:`kinema.sample.generate`;
@@ -125,9 +140,9 @@ def _lm_tokens(
     lm: TokenLM,
     tok: Tokenizer,
     n: int,
-    prompt: str | None,
+    prompt: str | Sequence[str] | None,
     label: int | None,
-    video: str | os.PathLike | None,
+    video: Video | None,
     seed: int,
     **sampling,
 ) -> torch.Tensor:
@@ -159,9 +174,9 @@ def _flow_latents(
     dit: PyramidDiT,
     tok: Tokenizer,
     n: int,
-    prompt: str | None,
+    prompt: str | Sequence[str] | None,
     label: int | None,
-    video: str | os.PathLike | None,
+    video: Video | None,
     seed: int,
     *,
     frames: int | None = None,
@@ -178,7 +193,7 @@ def _flow_latents(
     if label is not None:
         raise KinemaError("this model is not class-conditional; drop --class")
     ft = tok.config.temporal_compression
-    longest = 1 + ft * (c.frames - 1)
+    longest = video_shape(dit, tok)[0]
     if frames is None:
         frames = longest
     if not 1 <= frames <= longest or (frames - 1) % ft:
@@ -225,25 +240,42 @@ def _check_options(sampling: dict, valid: Sequence[str], method: str) -> None:
 
 
 def _encode_video(
-    tok: Tokenizer, video: str | os.PathLike, latent_frames: int, grid: Sequence[int], n: int
+    tok: Tokenizer, video: Video, latent_frames: int, grid: Sequence[int], n: int
 ) -> torch.Tensor:
-    """The first ``latent_frames`` latent frames of ``video`` resized to the latent ``grid
-    (h, w)``: tokens ``(n, t, h, w)`` or latents ``(n, C, t, h, w)``, encoded once."""
+    """The first ``latent_frames`` latent frames of ``video`` (see :func:`generate_video`)
+    resized to the latent ``grid (h, w)``: tokens ``(n, t, h, w)`` or latents
+    ``(n, C, t, h, w)``; a clip shared by all samples is encoded once."""
     ft, fs = tok.config.temporal_compression, tok.config.spatial_compression
-    want = 1 + ft * (latent_frames - 1)
-    clip = read_video(video, num_frames=want, size=(grid[0] * fs, grid[1] * fs))
-    if len(clip) < want:
-        raise KinemaError(f"'{video}' has {len(clip)} frames; this model needs {want}")
-    z = tok.encode(to_tensor(clip)[None])  # once, not once per sample
+    want, size = 1 + ft * (latent_frames - 1), (grid[0] * fs, grid[1] * fs)
+    if isinstance(video, np.ndarray):
+        clips = video[None] if video.ndim == 4 else video
+        if clips.ndim != 5 or clips.shape[-1] != 3 or len(clips) not in (1, n):
+            raise KinemaError(
+                f"video must be uint8 (T, H, W, 3) or ({n}, T, H, W, 3), got {video.shape}"
+            )
+        name = "the conditioning video"
+        clips = np.stack([resize_video(c[:want], size) for c in clips])
+    else:
+        name = f"'{video}'"
+        clips = read_video(video, num_frames=want, size=size)[None]
+    if clips.shape[1] < want:
+        raise KinemaError(f"{name} has {clips.shape[1]} frames; this model needs {want}")
+    z = tok.encode(torch.stack([to_tensor(c) for c in clips]))
     return z.expand(n, *z.shape[1:])
 
 
-def _encode_prompt(prompt: str, n: int, max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Text-encoder states ``(n, S, D)`` fp32 and mask ``(n, S)`` of one prompt."""
+def _encode_prompt(
+    prompt: str | Sequence[str], n: int, max_len: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Text-encoder states ``(n, S, D)`` fp32 and mask ``(n, S)`` of one prompt or of one
+    per sample."""
     from kinema.lm.text import HFTextEncoder
 
-    states, mask = HFTextEncoder(max_length=max_len)([prompt] * n)
+    prompts = [prompt] * n if isinstance(prompt, str) else list(prompt)
+    if len(prompts) != n:
+        raise KinemaError(f"{len(prompts)} prompts for {n} videos; give one or {n}")
+    states, mask = HFTextEncoder(max_length=max_len)(prompts)
     return states.float(), mask
 
 
-__all__ = ["METHODS", "generate_video", "load_lm", "load_model", "model_method"]
+__all__ = ["METHODS", "generate_video", "load_lm", "load_model", "model_method", "video_shape"]
