@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -449,28 +450,35 @@ def tokenizer_reconstruct(
 
 
 def _training_shards(
-    data: str, out: Path, tokenizer: str, n: int, resolution: int, frames: int, seed: int
+    data: list[str], out: Path, tokenizer: str, n: int, resolution: int, frames: int, seed: int
 ):
-    """``--data`` as shards: a shard folder as is, else the dataset encoded once into
-    ``OUT/shards`` with ``--tokenizer``. Returns the shards and the tokenizer that made them
-    (the one to ship with the model)."""
-    from kinema.tokenizer.shards import INDEX, ShardDataset
+    """``--data`` (repeatable) as shards: a shard folder as is, else the dataset encoded once
+    into ``OUT/shards/NAME`` with ``--tokenizer``; several are concatenated. Returns the
+    shards and the tokenizer that made them (the one to ship with the model)."""
+    from kinema.tokenizer.shards import INDEX, ConcatShards, ShardDataset
 
-    shard_dir = Path(data)
-    if not (shard_dir / INDEX).is_file():
-        shard_dir = out / "shards"
+    parts = []
+    for i, entry in enumerate(data):
+        shard_dir = Path(entry)
         if not (shard_dir / INDEX).is_file():
-            tokenizer_encode(
-                data, shard_dir, tokenizer, n, "all", "id", resolution, frames, seed, 8, 1024, None
-            )
-    shards = ShardDataset(shard_dir)
-    return shards, shards.index.get("source", {}).get("tokenizer", tokenizer)
+            name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(entry).name or entry)
+            shard_dir = out / "shards" / f"{i}-{name}"
+            if not (shard_dir / INDEX).is_file():
+                tokenizer_encode(
+                    entry, shard_dir, tokenizer, n, "all", "id", resolution, frames, seed, 8,
+                    1024, None,
+                )  # fmt: skip
+        parts.append(ShardDataset(shard_dir))
+    shards = parts[0] if len(parts) == 1 else ConcatShards(parts)
+    return shards, shards.tokenizer or tokenizer
 
 
 @train_app.command("lm")
 def train_lm_command(
-    data: str = typer.Option(
-        ..., "--data", help="A shard folder, or physics/shapes/digits/a video path to encode."
+    data: list[str] = typer.Option(
+        ...,
+        "--data",
+        help="A shard folder, or physics/shapes/digits/a video path to encode; repeatable.",
     ),
     tokenizer: str = typer.Option(
         "tokenizer-cpu-fsq", "--tokenizer", help="Tokenizer folder or shipped name."
@@ -522,8 +530,10 @@ def train_lm_command(
 
 @train_app.command("flow")
 def train_flow_command(
-    data: str = typer.Option(
-        ..., "--data", help="A KL latent shard folder, or physics/shapes/digits/a video path."
+    data: list[str] = typer.Option(
+        ...,
+        "--data",
+        help="A KL latent shard folder, or physics/shapes/digits/a video path; repeatable.",
     ),
     tokenizer: str = typer.Option(
         "tokenizer-cpu-kl", "--tokenizer", help="KL tokenizer folder or shipped name."

@@ -24,8 +24,8 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
-    """`kinema train flow` for 3 steps on 8 physics clips (5 x 32 x 32 -> 2 x 8 x 8 KL
-    latents), conditioned on their captions."""
+    """`kinema train flow` for 3 steps on 8 physics + 8 shapes clips (5 x 32 x 32 -> 2 x 8 x 8
+    KL latents), conditioned on their captions."""
     root = tmp_path_factory.mktemp("flowcli")
     tok = tiny_tokenizer(root / "tok", quantizer="kl", kl_channels=4)
     out = root / "run"
@@ -36,6 +36,8 @@ def trained(tmp_path_factory) -> Path:
             "flow",
             "--data",
             "physics",
+            "--data",
+            "shapes",
             "--n",
             "8",
             "--tokenizer",
@@ -69,7 +71,11 @@ def test_train_flow_writes_a_loadable_folder_with_its_tokenizer(trained):
     assert c.text_dim == 384  # all-MiniLM-L6-v2 states of the captions
     tok = Tokenizer.from_pretrained(trained / "tokenizer")
     assert not tok.is_discrete
-    assert (trained.parent / "shards" / "index.json").is_file()
+    from kinema.tokenizer.shards import ShardDataset
+
+    parts = [ShardDataset(trained.parent / "shards" / d) for d in ("0-physics", "1-shapes")]
+    assert [len(p) for p in parts] == [8, 8]
+    assert "ball" in parts[0][0]["caption"] and "ball" not in parts[1][0]["caption"]
 
 
 def test_generate_writes_a_real_video(trained, tmp_path, real_videos):

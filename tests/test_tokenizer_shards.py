@@ -10,7 +10,7 @@ import torch
 from kinema.data import PhysicsDataset
 from kinema.errors import KinemaError
 from kinema.tokenizer import Tokenizer, TokenizerConfig
-from kinema.tokenizer.shards import ShardDataset, encode_dataset
+from kinema.tokenizer.shards import ConcatShards, ShardDataset, encode_dataset
 
 
 def small(**kw) -> Tokenizer:
@@ -78,3 +78,20 @@ def test_kl_latents_and_resume(tmp_path, physics, one_thread):
 def test_not_a_shard_folder(tmp_path):
     with pytest.raises(KinemaError, match="not a shard folder"):
         ShardDataset(tmp_path)
+
+
+def test_concat_shards_reads_folders_in_order_and_rejects_mismatches(tmp_path, physics, one_thread):
+    tok = small()
+    a = encode_dataset(tok, physics, tmp_path / "a", num_items=3, autocast=False)
+    b = encode_dataset(tok, physics, tmp_path / "b", num_items=5, shard_size=2, autocast=False)
+    both = ConcatShards([ShardDataset(a), ShardDataset(b)])
+    assert len(both) == 8 and both.item_shape == (2, 8, 8) and both.kind == "tokens"
+    for i, (part, j) in enumerate([(a, 0), (a, 2), (b, 0), (b, 4)]):
+        k = (0, 2, 3, 7)[i]
+        assert torch.equal(both[k]["tokens"], ShardDataset(part)[j]["tokens"])
+    with pytest.raises(IndexError):
+        both[8]
+    kl = encode_dataset(small(quantizer="kl", kl_channels=4), physics, tmp_path / "kl", num_items=2,
+                        autocast=False)  # fmt: skip
+    with pytest.raises(KinemaError, match="differ in kind"):
+        ConcatShards([ShardDataset(a), ShardDataset(kl)])

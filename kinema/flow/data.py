@@ -7,15 +7,17 @@ from torch.utils.data import Dataset
 
 from kinema.errors import KinemaError
 from kinema.lm.text import CaptionCache, TextEncoder
-from kinema.tokenizer.shards import ShardDataset
+from kinema.tokenizer.shards import ConcatShards, ShardDataset, open_shards
 
 
 class LatentClipDataset(Dataset):
     """Items ``latents (C, T, H, W)`` float32 and, with a ``text_encoder``, ``text (S, D)`` +
     ``text_mask (S,)`` of the item's caption (encoded once per distinct caption)."""
 
-    def __init__(self, shards: ShardDataset | str, text_encoder: TextEncoder | None = None) -> None:
-        self.shards = shards if isinstance(shards, ShardDataset) else ShardDataset(shards)
+    def __init__(
+        self, shards: ShardDataset | ConcatShards | str, text_encoder: TextEncoder | None = None
+    ) -> None:
+        self.shards = open_shards(shards)
         if self.shards.kind != "latents":
             raise KinemaError(
                 f"'{self.shards.path}' holds discrete tokens; a flow model needs the latent "

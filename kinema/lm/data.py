@@ -13,7 +13,7 @@ from torch.utils.data import Dataset
 
 from kinema.errors import KinemaError
 from kinema.lm.text import CaptionCache, TextEncoder
-from kinema.tokenizer.shards import ShardDataset
+from kinema.tokenizer.shards import ConcatShards, ShardDataset, open_shards
 
 
 class TokenClipDataset(Dataset):
@@ -23,12 +23,12 @@ class TokenClipDataset(Dataset):
 
     def __init__(
         self,
-        shards: ShardDataset | str,
+        shards: ShardDataset | ConcatShards | str,
         cond_frames: int = 0,
         label_key: str | None = None,
         text_encoder: TextEncoder | None = None,
     ) -> None:
-        self.shards = shards if isinstance(shards, ShardDataset) else ShardDataset(shards)
+        self.shards = open_shards(shards)
         if self.shards.kind != "tokens":
             raise KinemaError(
                 f"'{self.shards.path}' holds continuous latents; a token LM needs the shards "

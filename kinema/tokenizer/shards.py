@@ -158,6 +158,11 @@ class ShardDataset(Dataset):
     def item_shape(self) -> tuple[int, ...]:
         return tuple(self.index["item_shape"])
 
+    @property
+    def tokenizer(self) -> str | None:
+        """The tokenizer (folder or shipped name) that wrote the shards, if recorded."""
+        return self.index.get("source", {}).get("tokenizer")
+
     def __len__(self) -> int:
         return self.index["num_items"]
 
@@ -181,3 +186,45 @@ class ShardDataset(Dataset):
         main = item[self.kind]
         item[self.kind] = main.long() if self.kind == "tokens" else main.float()
         return item
+
+
+class ConcatShards(Dataset):
+    """Several shard folders of one tokenizer read as one dataset (e.g. physics + shapes).
+
+    Exposes what the training datasets read from :class:`ShardDataset` (``kind``,
+    ``item_shape``, ``vocab_size``, ``tokenizer``); the folders must agree on all of them.
+    """
+
+    def __init__(self, parts: list[ShardDataset]) -> None:
+        if not parts:
+            raise KinemaError("ConcatShards needs at least one shard folder")
+        first = parts[0]
+        for p in parts[1:]:
+            for what in ("kind", "item_shape", "vocab_size", "tokenizer"):
+                if getattr(p, what) != getattr(first, what):
+                    raise KinemaError(
+                        f"shard folders '{first.path}' and '{p.path}' differ in {what} "
+                        f"({getattr(first, what)} vs {getattr(p, what)}); encode them with "
+                        "one tokenizer at one clip size"
+                    )
+        self.parts = parts
+        self.path = Path(", ".join(str(p.path) for p in parts))
+        self.kind, self.item_shape = first.kind, first.item_shape
+        self.vocab_size, self.tokenizer = first.vocab_size, first.tokenizer
+        self.starts = [sum(len(p) for p in parts[:i]) for i in range(len(parts))]
+
+    def __len__(self) -> int:
+        return sum(len(p) for p in self.parts)
+
+    def __getitem__(self, index: int) -> dict:
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} items")
+        s = bisect.bisect_right(self.starts, index) - 1
+        return self.parts[s][index - self.starts[s]]
+
+
+def open_shards(
+    shards: ShardDataset | ConcatShards | str | os.PathLike,
+) -> ShardDataset | ConcatShards:
+    """A shard dataset as is, or the shard folder at a path."""
+    return ShardDataset(shards) if isinstance(shards, (str, os.PathLike)) else shards
