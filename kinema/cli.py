@@ -12,6 +12,8 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -43,6 +45,8 @@ train_app = typer.Typer(help="Train generative models.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
 eval_app = typer.Typer(help="Evaluate generative models.", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
+models_app = typer.Typer(help="Models that ship with kinema.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -599,57 +603,77 @@ def _parse_steps(spec: str | None, option: str) -> list[int] | None:
 
 @app.command()
 def generate(
-    model: str = typer.Option(
-        ..., "--model", help="Trained model folder (token LM or pyramid flow, with tokenizer/)."
+    prompt_arg: str | None = typer.Argument(
+        None, metavar="PROMPT", help="Text prompt (text-conditioned models), or --prompt."
+    ),
+    prompt: str | None = typer.Option(None, "--prompt", help="Text prompt."),
+    model: str | None = typer.Option(
+        None,
+        "--model",
+        help="Model folder or shipped name (default: the shipped model of --method).",
     ),
     method: str = typer.Option(
-        "auto", help="auto (from the model folder), token-lm or pyramid-flow."
+        "auto", help="auto, nbp, ntp or pyramid-flow (token-lm: either LM); checks --model."
     ),
-    out: Path = typer.Option(Path("out.mp4"), "--out", help="Output .mp4/.webm/.gif."),
-    prompt: str | None = typer.Option(None, "--prompt", help="Text (text-conditioned models)."),
-    label: int | None = typer.Option(None, "--class", help="Class id (class-conditioned)."),
+    out: Path = typer.Option(Path("kinema_out.mp4"), "--out", "-o", help="Output file."),
+    fmt: str | None = typer.Option(
+        None, "--format", help="mp4, gif or webm (replaces the suffix of --out)."
+    ),
+    image: Path | None = typer.Option(
+        None, "--image", help="First frame (image-to-video), resized to the model's size."
+    ),
     video: Path | None = typer.Option(
         None, "--video", help="Conditioning video (first frames; flow: the first frame)."
     ),
-    n: int = typer.Option(1, "--n", min=1, max=16, help="Videos to sample (a grid if > 1)."),
-    temperature: float | None = typer.Option(
-        None, min=0.0, max=10.0, help="token-lm: sampling temperature (default 1)."
-    ),
-    top_k: int | None = typer.Option(None, min=1, help="token-lm: keep the k likeliest tokens."),
-    top_p: float | None = typer.Option(
-        None, min=0.0, max=1.0, help="token-lm: nucleus sampling mass."
-    ),
-    guidance: float | None = typer.Option(
-        None,
-        "--guidance",
-        "--cfg",
-        min=0.0,
-        max=20.0,
-        help="Classifier-free guidance scale (pyramid-flow: of the first frame).",
-    ),
-    video_guidance: float | None = typer.Option(
-        None, min=0.0, max=20.0, help="pyramid-flow: guidance of later frames (default --guidance)."
-    ),
-    steps: str | None = typer.Option(
-        None, help="pyramid-flow: Euler steps per stage of the first frame (default 20,20,20)."
-    ),
-    video_steps: str | None = typer.Option(
-        None, help="pyramid-flow: Euler steps per stage of later frames (default 10,10,10)."
+    label: int | None = typer.Option(None, "--class", help="Class id (class-conditioned)."),
+    grid: int = typer.Option(
+        1, "--grid", "--n", help="Videos sampled from --seed, side by side (at most 16)."
     ),
     frames: int | None = typer.Option(
         None, help="pyramid-flow: frames (1 + 4k; default and maximum: the training length)."
     ),
     seed: int = typer.Option(0, help="Sampling seed."),
-    fps: float = typer.Option(10.0, min=1.0, max=120.0, help="Frame rate of the output."),
+    guidance: float | None = typer.Option(
+        None,
+        "--guidance",
+        "--cfg",
+        help="Classifier-free guidance scale, 0-20 (pyramid-flow: of the first frame).",
+    ),
+    video_guidance: float | None = typer.Option(
+        None, help="pyramid-flow: guidance of later frames (default --guidance)."
+    ),
+    steps: str | None = typer.Option(
+        None, help="pyramid-flow: Euler steps per stage of the first frame: 20 or 20,20,20."
+    ),
+    video_steps: str | None = typer.Option(
+        None, help="pyramid-flow: Euler steps per stage of later frames (default 10 each)."
+    ),
+    temperature: float | None = typer.Option(
+        None, help="token-lm: sampling temperature, 0-10 (default 1)."
+    ),
+    top_k: int | None = typer.Option(None, help="token-lm: keep the k likeliest tokens."),
+    top_p: float | None = typer.Option(None, help="token-lm: nucleus sampling mass."),
+    fps: float = typer.Option(10.0, help="Frame rate of the output (1-120)."),
     threads: int | None = typer.Option(None, help="CPU threads (torch.set_num_threads)."),
 ) -> None:
-    """Sample videos from a trained token LM (NTP or NBP) or pyramid-flow DiT and decode them."""
-    from kinema.sample.video import METHODS, generate_video, model_method
+    """Generate a video: text-to-video, image-to-video (--image) or continuation (--video)
+    with a token LM (NBP or NTP) or a pyramid-flow DiT; the shipped model by default."""
+    from kinema.api import generate as generate_videos
+    from kinema.api import select_model
+    from kinema.io import WRITE_FORMATS, make_grid, write_video
 
     _threads(threads)
-    if method not in ("auto", *METHODS):
-        raise KinemaError(f"unknown --method '{method}'; valid: auto, {', '.join(METHODS)}")
-    kind = model_method(model) if method == "auto" else method
+    if prompt_arg is not None and prompt is not None and prompt_arg != prompt:
+        raise KinemaError("give the prompt once: as the argument or as --prompt")
+    if fmt is not None:
+        if fmt not in WRITE_FORMATS:
+            raise KinemaError(f"--format must be one of {', '.join(WRITE_FORMATS)}, got '{fmt}'")
+        out = out.with_suffix(f".{fmt}")
+    if out.suffix.lower().lstrip(".") not in WRITE_FORMATS:
+        raise KinemaError(f"--out must end in .{', .'.join(WRITE_FORMATS)} (or give --format)")
+    if not 1.0 <= fps <= 120.0:
+        raise KinemaError(f"--fps must be in [1, 120], got {fps}")
+    folder, kind = select_model(model, method)
     lm_only = {"--temperature": temperature, "--top-k": top_k, "--top-p": top_p}
     flow_only = {
         "--video-guidance": video_guidance,
@@ -657,30 +681,128 @@ def generate(
         "--video-steps": video_steps,
         "--frames": frames,
     }
-    wrong = [k for k, v in (flow_only if kind == "token-lm" else lm_only).items() if v is not None]
+    is_flow = kind == "pyramid-flow"
+    wrong = [k for k, v in (lm_only if is_flow else flow_only).items() if v is not None]
     if wrong:
-        raise KinemaError(f"{', '.join(wrong)}: not an option of {kind} models")
-    if kind == "token-lm":
-        sampling = dict(temperature=temperature, top_k=top_k, top_p=top_p, cfg_scale=guidance)
-    else:
-        sampling = dict(
-            frames=frames,
-            steps=_parse_steps(steps, "--steps"),
-            video_steps=_parse_steps(video_steps, "--video-steps"),
-            guidance_scale=guidance,
-            video_guidance_scale=video_guidance,
+        raise KinemaError(
+            f"{', '.join(wrong)}: not an option of {'pyramid-flow' if is_flow else 'token-lm'} "
+            "models"
         )
     start = time.perf_counter()
-    videos = generate_video(
-        model, n=n, prompt=prompt, label=label, video=video, seed=seed, method=kind, **sampling
-    )
-    from kinema.io import make_grid, write_video
-
-    grid = make_grid(list(videos), pad_value=128) if n > 1 else videos[0]
-    write_video(out, grid, fps=fps)
+    with lazy_progress(f"generate ({kind})") as report:
+        videos = generate_videos(
+            prompt_arg if prompt_arg is not None else prompt,
+            model=folder,
+            method=kind,
+            image=image,
+            video=video,
+            frames=frames,
+            seed=seed,
+            guidance=guidance,
+            steps=_stage_steps(steps, "--steps"),
+            n=grid,
+            progress=report,
+            label=label,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            video_steps=_stage_steps(video_steps, "--video-steps"),
+            video_guidance_scale=video_guidance,
+        )
+    n, t, h, w, _ = videos.shape
+    grid_video = make_grid(list(videos), ncols=n, pad_value=128) if n > 1 else videos[0]
+    write_video(out, grid_video, fps=fps)
     console.print(
-        f"wrote {out} ({n} x {videos.shape[1]} frames) in {time.perf_counter() - start:.1f} s"
+        f"wrote {out} ({n} x {t} frames of {h}x{w}, {kind} model {folder}) "
+        f"in {time.perf_counter() - start:.1f} s"
     )
+
+
+def _stage_steps(spec: str | None, option: str) -> int | list[int] | None:
+    """``"20"`` -> 20 (every stage), ``"20,20,10"`` -> one per stage."""
+    steps = _parse_steps(spec, option)
+    return steps[0] if steps is not None and len(steps) == 1 else steps
+
+
+@contextmanager
+def lazy_progress(description: str) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar fed ``report(done, total)``; it appears with the first report, so bad
+    input found before any work (while loading) stays a one-line error."""
+    bar, tasks = progress(), []
+
+    def report(done: int, total: int) -> None:
+        if not tasks:
+            bar.start()
+            tasks.append(bar.add_task(description, total=total))
+        bar.update(tasks[0], completed=done, total=total)
+
+    try:
+        yield report
+    finally:
+        bar.stop()
+
+
+# `kinema models list` names of model kinds (see kinema.hub.model_kind)
+KIND_LABELS = {"nbp": "token-LM nbp", "ntp": "token-LM ntp"}
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Shipped models: kind, parameters, size, training data and quality (card.json)."""
+    from kinema import hub
+
+    names = hub.shipped_models()
+    if not names:
+        console.print(
+            f"no models shipped yet (in {hub.SHIPPED}); `kinema generate` will use "
+            f"{', '.join(hub.DEFAULT_MODELS.values())} once they are. Train one with the "
+            "commands in recipes/ and pass --model PATH."
+        )
+        return
+    defaults = {name: method for method, name in hub.DEFAULT_MODELS.items()}
+    table = Table("name", "kind", "parameters", "size (MB)", "data", "quality", "default for")
+    for name in names:
+        m = hub.summarize_model(name)
+        table.add_row(
+            m.name,
+            KIND_LABELS.get(m.kind, m.kind),
+            _count(m.parameters),
+            f"{m.size_bytes / 1e6:.1f}",
+            m.card.data or "-",
+            m.card.quality or "-",
+            defaults.get(name, ""),
+        )
+    console.print(table)
+
+
+def _count(n: int) -> str:
+    """1234567 -> 1.2M."""
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f}{unit}"
+    return str(n)
+
+
+@app.command()
+def serve(
+    model: list[str] = typer.Option(
+        [],
+        "--model",
+        help="Model folder or shipped name; repeatable (default: the shipped default models).",
+    ),
+    host: str = typer.Option(
+        "127.0.0.1", help="Address to bind (0.0.0.0 opens the app to the network)."
+    ),
+    port: int = typer.Option(7860, help="Port."),
+    threads: int | None = typer.Option(None, help="CPU threads (torch.set_num_threads)."),
+) -> None:
+    """The web demo (Gradio): prompt, first image or video in, video out; one job at a time."""
+    from kinema.app import serve as serve_app
+
+    _threads(threads)
+    if not 1 <= port <= 65535:
+        raise KinemaError(f"--port must be in [1, 65535], got {port}")
+    serve_app(model or None, host=host, port=port)
 
 
 @eval_app.command("physics")
@@ -757,15 +879,13 @@ def eval_physics(
             n * len(choices(scenario, SCENARIOS, "scenario")) * len(choices(split, SPLITS, "split"))
         )
         options = {k.lstrip("-").replace("-", "_"): v for k, v in model_only.items()}
-        bar, tasks = progress(), []
+        with lazy_progress("generate + score") as report:
+            scored = [0]
 
-        def advance(k: int) -> None:  # the bar starts with the first batch: bad input
-            if not tasks:  # (found while loading) stays a one-line error
-                bar.start()
-                tasks.append(bar.add_task("generate + score", total=total))
-            bar.advance(tasks[0], k)
+            def advance(k: int) -> None:
+                scored[0] += k
+                report(scored[0], total)
 
-        try:
             results = evaluate_physics_model(
                 model,
                 scenario=scenario,
@@ -776,8 +896,6 @@ def eval_physics(
                 on_batch=advance,
                 **{k: v for k, v in options.items() if v is not None},
             )
-        finally:
-            bar.stop()
     console.print(results.markdown(), markup=False, highlight=False, soft_wrap=True)
     if json_out is not None:
         with atomic_file(json_out) as tmp:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -182,3 +184,25 @@ def test_joint_image_video_batch_weighs_groups_by_pixels():
     expected = (wv * video_only["loss"] + wi * image_only["loss"]) / (wv + wi)
     torch.testing.assert_close(joint["loss"], expected)
     assert tok.num_tokens({"video": [clips[0], image, clips[1]]}) == 2 * 3 * 8 * 8 + 1 * 8 * 8
+
+
+def test_init_from_a_trainer_checkpoint_takes_its_ema_weights(tmp_path):
+    from safetensors.torch import load_file
+
+    from kinema.tokenizer.training import train_tokenizer
+
+    torch.manual_seed(0)
+    data = ShapesDataset(length=2, resolution=32, num_frames=9)
+
+    def config(out: str, lr: float) -> TrainConfig:
+        return TrainConfig(steps=2, batch_size=1, lr=lr, warmup_steps=0, ema_decay=0.5,
+                           weight_decay=0.0, out_dir=str(tmp_path / out), save_every=2,
+                           tensorboard=False, progress=False, device="cpu")  # fmt: skip
+
+    ckpt = Path(Trainer(Tokenizer(small()), data, config("a", 1e-2)).fit().checkpoint)
+    ema, raw = load_file(str(ckpt / "ema.safetensors")), load_file(str(ckpt / "model.safetensors"))
+    assert any(not torch.equal(ema[k], raw[k]) for k in ema)  # the two differ
+    out = train_tokenizer(small(), data, config("b", 1e-30), init=ckpt)
+    got = Tokenizer.from_pretrained(out).state_dict()
+    for k, v in ema.items():
+        assert torch.equal(got[k], v), k  # lr ~0, decay 1/2: the export is the EMA init

@@ -28,6 +28,8 @@ from kinema.sample.guidance import cfg_combine
 logger = logging.getLogger(__name__)
 
 Velocity = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
+# progress(done, total): units of work (Euler steps, decoded blocks) done so far of all
+Progress = Callable[[int, int], None]
 
 
 def check_steps(steps: Sequence[int], stages: int, name: str = "steps") -> list[int]:
@@ -48,6 +50,7 @@ def sample_pyramid(
     noise: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
+    on_step: Callable[[], None] | None = None,
 ) -> torch.Tensor:
     """Integrate the pyramid flow from noise to a clean full-resolution latent.
 
@@ -64,6 +67,7 @@ def sample_pyramid(
         noise: full-resolution unit noise ``shape``; drawn from ``generator`` when None.
         generator: source of the initial and jump-point noise.
         device: where to sample (default: that of ``noise``, else CPU).
+        on_step: called after each Euler step (progress reporting).
 
     Returns:
         ``(B, C, H, W)`` float32.
@@ -103,6 +107,8 @@ def sample_pyramid(
             t = torch.full((shape[0],), timesteps[i], device=device, dtype=torch.float32)
             v = velocity(x, t, stage).float()
             x = x + (sigmas[i + 1] - sigmas[i]) * v
+            if on_step is not None:
+                on_step()
     return x
 
 
@@ -124,6 +130,7 @@ def generate_latents(
     generator: torch.Generator | None = None,
     dtype: torch.dtype | None = None,
     use_cache: bool = True,
+    progress: Progress | None = None,
 ) -> torch.Tensor:
     """Generate ``n`` latent videos one latent frame at a time, each through all K stages.
 
@@ -155,6 +162,7 @@ def generate_latents(
         dtype: cast the model's parameters to this dtype in place first (e.g. bf16); the
             sampler state stays fp32.
         use_cache: False recomputes text and history at every Euler step (for tests).
+        progress: called as ``progress(done, total)`` after each Euler step of the video.
 
     Returns:
         ``(B, C, frames, H, W)`` float32 latents.
@@ -200,6 +208,14 @@ def generate_latents(
         generator = torch.Generator(device).manual_seed(seed)
 
     history = given
+    total = sum(sum(steps_first if i == 0 else steps_later) for i in range(len(given), frames))
+    done = 0
+
+    def on_step() -> None:
+        nonlocal done
+        done += 1
+        progress(done, total)
+
     was_training = model.training
     try:
         model.eval()
@@ -211,7 +227,13 @@ def generate_latents(
             )
             shape = (n, c.latent_channels, c.resolution, width)
             x = sample_pyramid(
-                velocity, shape, model.schedule, steps, generator=generator, device=device
+                velocity,
+                shape,
+                model.schedule,
+                steps,
+                generator=generator,
+                device=device,
+                on_step=None if progress is None else on_step,
             )
             history = [*history, x]
             logger.debug("latent frame %d of %d done", i + 1, frames)

@@ -8,22 +8,22 @@ video and text conditioning and decoding are shared; only the sampler differs.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 import torch
 
 from kinema.errors import KinemaError
 from kinema.flow.dit import PyramidDiT
-from kinema.hub import TOKENIZER_DIR, resolve_model
+from kinema.hub import LM_KINDS, TOKENIZER_DIR, model_kind, resolve_model
 from kinema.io import read_video, resize_video, to_tensor, to_uint8
 from kinema.lm.model import TokenLM
 from kinema.modeling import CONFIG_NAME
 from kinema.sample.decode import generate
-from kinema.sample.flow import check_steps, generate_latents
+from kinema.sample.flow import Progress, check_steps, generate_latents
 from kinema.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -49,16 +49,13 @@ Video = str | os.PathLike | np.ndarray  # a file or uint8 (T, H, W, 3) / (n, T, 
 def model_method(path: str | os.PathLike) -> str:
     """The generation method (a :data:`METHODS` key) of a model folder, from its config."""
     folder = resolve_model(path)
-    cfg = folder / CONFIG_NAME
-    if not cfg.is_file():
-        raise KinemaError(f"'{folder}' is not a kinema model folder: missing {CONFIG_NAME}")
-    model_type = json.loads(cfg.read_text()).get("model_type")
-    for method, cls in METHODS.items():
-        if cls.__name__ == model_type:
-            return method
-    raise KinemaError(
-        f"'{folder}' holds a {model_type}; generation takes {', '.join(METHODS)} models"
-    )
+    kind = model_kind(folder)
+    method = "token-lm" if kind in LM_KINDS else kind
+    if method not in METHODS:
+        raise KinemaError(
+            f"'{folder}' holds a {kind}; generation takes {', '.join(METHODS)} models"
+        )
+    return method
 
 
 def load_model(path: str | os.PathLike, method: str = "auto") -> tuple[Generator, Tokenizer]:
@@ -106,6 +103,7 @@ def generate_video(
     video: Video | None = None,
     seed: int = 0,
     method: str = "auto",
+    progress: Progress | None = None,
     **sampling,
 ) -> np.ndarray:
     """Sample ``n`` videos -> uint8 ``(n, T, H, W, 3)``.
@@ -117,6 +115,8 @@ def generate_video(
     sample (resized to the model's frame size like a file).
     ``label`` / ``prompt``: class / text condition (a prompt, or one per sample). A
     condition the model has but is not given is its null condition (unconditional sampling).
+    ``progress(done, total)``: called after each decoded block (token LM) or Euler step
+    (pyramid flow).
 
     ``sampling`` (None values are ignored):
     - token LM: temperature, top_k, top_p, cfg_scale as in :func:`kinema.sample.generate`;
@@ -128,9 +128,9 @@ def generate_video(
     net, tok = model if isinstance(model, tuple) else load_model(model, method)
     sampling = {k: v for k, v in sampling.items() if v is not None}
     if isinstance(net, PyramidDiT):
-        latents = _flow_latents(net, tok, n, prompt, label, video, seed, **sampling)
+        latents = _flow_latents(net, tok, n, prompt, label, video, seed, progress, **sampling)
     else:
-        latents = _lm_tokens(net, tok, n, prompt, label, video, seed, **sampling)
+        latents = _lm_tokens(net, tok, n, prompt, label, video, seed, progress, **sampling)
     with torch.autocast("cpu", torch.bfloat16):
         frames = tok.decode(latents).float().clamp(-1, 1)
     return np.stack([to_uint8(v) for v in frames])
@@ -144,6 +144,7 @@ def _lm_tokens(
     label: int | None,
     video: Video | None,
     seed: int,
+    progress: Progress | None,
     **sampling,
 ) -> torch.Tensor:
     """Token LM: tokens ``(n, t, h, w)``, given frames included."""
@@ -164,7 +165,19 @@ def _lm_tokens(
         if not c.text_dim:
             raise KinemaError("this model is not text-conditional; drop --prompt")
         cond["text"], cond["text_mask"] = _encode_prompt(prompt, n, c.max_text_len)
-    tokens = generate(lm, n, seed=seed, dtype=torch.bfloat16, **cond, **sampling)
+
+    def callback(step: int, *_) -> None:
+        progress(step + 1, c.num_blocks)
+
+    tokens = generate(
+        lm,
+        n,
+        seed=seed,
+        dtype=torch.bfloat16,
+        callback=None if progress is None else callback,
+        **cond,
+        **sampling,
+    )
     if "cond_tokens" in cond:
         tokens = torch.cat([cond["cond_tokens"], tokens], dim=1)
     return tokens
@@ -178,6 +191,7 @@ def _flow_latents(
     label: int | None,
     video: Video | None,
     seed: int,
+    progress: Progress | None,
     *,
     frames: int | None = None,
     cond_frames: int = 1,
@@ -226,6 +240,7 @@ def _flow_latents(
         steps_later=video_steps,
         seed=seed,
         dtype=torch.bfloat16,
+        progress=progress,
         **cond,
         **sampling,
     )
@@ -269,13 +284,20 @@ def _encode_prompt(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Text-encoder states ``(n, S, D)`` fp32 and mask ``(n, S)`` of one prompt or of one
     per sample."""
-    from kinema.lm.text import HFTextEncoder
-
     prompts = [prompt] * n if isinstance(prompt, str) else list(prompt)
     if len(prompts) != n:
         raise KinemaError(f"{len(prompts)} prompts for {n} videos; give one or {n}")
-    states, mask = HFTextEncoder(max_length=max_len)(prompts)
+    states, mask = _text_encoder(max_len)(prompts)
     return states.float(), mask
+
+
+@lru_cache(maxsize=2)
+def _text_encoder(max_len: int):
+    """The default text encoder, loaded once per process (a server or an evaluation calls
+    :func:`generate_video` many times)."""
+    from kinema.lm.text import HFTextEncoder
+
+    return HFTextEncoder(max_length=max_len)
 
 
 __all__ = ["METHODS", "generate_video", "load_lm", "load_model", "model_method", "video_shape"]

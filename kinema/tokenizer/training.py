@@ -21,6 +21,7 @@ from kinema.errors import KinemaError
 from kinema.tokenizer.config import TokenizerConfig
 from kinema.tokenizer.tokenizer import Tokenizer
 from kinema.train import TrainConfig
+from kinema.train.checkpoint import EMA_NAME, load_weights
 from kinema.train.export import train_and_export
 
 log = logging.getLogger(__name__)
@@ -92,10 +93,15 @@ def train_tokenizer(
 ) -> Path | None:
     """Train (or resume, per ``train.resume``) and export (EMA weights; KL tokenizers get
     their latent statistics first); returns the exported folder (default
-    ``train.out_dir/model``), None if interrupted. ``init``: start from a saved tokenizer."""
+    ``train.out_dir/model``), None if interrupted. ``init``: start from a saved tokenizer,
+    or from the EMA weights of a trainer checkpoint folder (``OUT/checkpoints/step_N``)."""
     tokenizer = Tokenizer(config)
     if init is not None:
-        tokenizer.load_state_dict(Tokenizer.from_pretrained(init).state_dict())
+        init = Path(init)
+        if (init / EMA_NAME).is_file():  # a trainer checkpoint: continue from its EMA weights
+            load_weights(tokenizer, init, ema=True)
+        else:
+            tokenizer.load_state_dict(Tokenizer.from_pretrained(init).state_dict())
 
     def before_save(tok: Tokenizer) -> None:
         if not tok.is_discrete:
