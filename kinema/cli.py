@@ -846,7 +846,6 @@ def eval_physics(
     from kinema.data.physics import SCENARIOS, SPLITS
     from kinema.eval.physics import METHODS
     from kinema.eval.physics_eval import choices, evaluate_physics_folder, evaluate_physics_model
-    from kinema.utils.fs import atomic_file
 
     _threads(threads)
     if (model is None) == (videos is None):
@@ -896,11 +895,91 @@ def eval_physics(
                 on_batch=advance,
                 **{k: v for k, v in options.items() if v is not None},
             )
+    _report_results(results, json_out)
+
+
+def _report_results(results, json_out: Path | None) -> None:
+    """Print an eval command's markdown table; write its JSON (atomically) if asked."""
+    from kinema.utils.fs import atomic_file
+
     console.print(results.markdown(), markup=False, highlight=False, soft_wrap=True)
     if json_out is not None:
         with atomic_file(json_out) as tmp:
             tmp.write_text(json.dumps(results.to_dict(), indent=2))
-        console.print(f"wrote {json_out}")
+        console.print(f"wrote {json_out}", soft_wrap=True, highlight=False)
+
+
+@eval_app.command("fvd")
+def eval_fvd(
+    real: Path = typer.Option(..., "--real", help="Folder of real video files."),
+    fake: Path = typer.Option(..., "--fake", help="Folder of generated video files."),
+    detector: Path = typer.Option(
+        ...,
+        "--detector",
+        help="Local Kinetics-400 I3D: .safetensors or .pt state dict, or TorchScript .pt.",
+    ),
+    frames: int = typer.Option(16, "--frames", help="Frames per clip (its first ones)."),
+    n: int | None = typer.Option(
+        None, "--n", help="Clips per set: the first N files, sorted (default all)."
+    ),
+    batch: int = typer.Option(8, "--batch", help="Clips per detector call."),
+    device: str | None = typer.Option(None, help="cpu or cuda (default: cuda if available)."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the result here."),
+    threads: int | None = typer.Option(None, help="CPU threads (torch.set_num_threads)."),
+) -> None:
+    """Fréchet Video Distance between two folders of videos with a local I3D (no
+    downloads). Biased by the number of clips: compare values only at equal --n."""
+    from kinema.eval.fvd import fvd_folders
+
+    _threads(threads)
+    with lazy_progress("I3D features") as report:
+        result = fvd_folders(
+            real,
+            fake,
+            detector,
+            frames=frames,
+            n=n,
+            batch_size=batch,
+            device=device,
+            on_clip=report,
+        )
+    _report_results(result, json_out)
+
+
+@eval_app.command("adherence")
+def eval_adherence(
+    videos: Path = typer.Option(
+        ..., "--videos", help="Folder of generated videos + captions.jsonl or meta.jsonl."
+    ),
+    captions: Path | None = typer.Option(
+        None, "--captions", help='Prompts file ({"file", "caption"} lines) if not in the folder.'
+    ),
+    n: int | None = typer.Option(None, "--n", help="At most N clips (sorted by file)."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the results here."),
+) -> None:
+    """Text adherence on shapes / digits / physics prompts: does each video show the
+    prompt's colours, moving in its direction?"""
+    from kinema.eval.adherence import evaluate_adherence_folder
+
+    if n is not None and n < 1:
+        raise KinemaError(f"--n must be at least 1, got {n}")
+    _report_results(evaluate_adherence_folder(videos, captions=captions, n=n), json_out)
+
+
+@eval_app.command("report")
+def eval_report(
+    results: list[Path] = typer.Argument(..., help="Results JSON files (eval ... --json)."),
+    out: Path = typer.Option(..., "--out", help="HTML file to write."),
+    title: str = typer.Option("kinema evaluation", help="Page title."),
+    samples: int = typer.Option(4, help="Sample clips shown per result (0: none)."),
+) -> None:
+    """One self-contained HTML page (tables, charts, sample frames) from eval results."""
+    from kinema.eval.report import write_report
+
+    if not 0 <= samples <= 100:
+        raise KinemaError(f"--samples must be in [0, 100], got {samples}")
+    page = write_report(results, out, title=title, samples=samples)
+    console.print(f"wrote {page}", soft_wrap=True, highlight=False)
 
 
 @app.command(

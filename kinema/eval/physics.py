@@ -33,21 +33,27 @@ def ball_weights(frames: np.ndarray, color: str = "red", method: str = "alpha") 
     raise ValueError(f"unknown detector '{method}'; allowed: {', '.join(METHODS)}")
 
 
+def weighted_centroids(weights: np.ndarray) -> np.ndarray:
+    """Weighted centre per frame ``(T, 2)`` of ``weights (T, H, W)`` in pixels (x right,
+    y down, pixel centres at +0.5); NaN where a frame has no weight."""
+    _, h, wd = weights.shape
+    total = weights.sum((1, 2))
+    ys = np.arange(h, dtype=np.float64) + 0.5
+    xs = np.arange(wd, dtype=np.float64) + 0.5
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cx = (weights.sum(1) * xs).sum(-1) / total
+        cy = (weights.sum(2) * ys).sum(-1) / total
+    out = np.stack([cx, cy], -1)
+    out[total <= 0] = np.nan
+    return out
+
+
 def ball_centroids(frames: np.ndarray, color: str = "red", method: str = "alpha") -> np.ndarray:
     """Ball centre per frame ``(T, 2)`` in world units (x right, y up); NaN where not seen."""
     w = ball_weights(frames, color, method)
     _, h, wd = w.shape
-    total = w.sum((1, 2))
-    ys = np.arange(h, dtype=np.float64) + 0.5
-    xs = np.arange(wd, dtype=np.float64) + 0.5
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cx = (w.sum(1) * xs).sum(-1) / total
-        cy = (w.sum(2) * ys).sum(-1) / total
-    x = cx * WORLD / wd
-    y = WORLD - cy * WORLD / h
-    out = np.stack([x, y], -1)
-    out[total <= 0] = np.nan
-    return out
+    c = weighted_centroids(w)
+    return np.stack([c[:, 0] * WORLD / wd, WORLD - c[:, 1] * WORLD / h], -1)
 
 
 def fully_visible(positions: np.ndarray, radius: float) -> np.ndarray:

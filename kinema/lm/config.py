@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from kinema.errors import KinemaError
 from kinema.lm.blocks import check_tiling
+from kinema.lm.vocab import Vocabulary
 from kinema.nn.transformer import TransformerConfig, core_config
 
 
@@ -37,6 +38,11 @@ class TokenLMConfig:
         cond_drop_prob: per-sample probability in training of replacing the whole condition
             by the learned null condition (classifier-free guidance).
         loss_chunk: rows of the fused head + cross-entropy computed at once.
+        vocabulary: multitask model (:mod:`kinema.lm.tasks`): the unified id space of
+            specials, visual and audio tokens; ``vocab_size`` is then its size and
+            ``latent_shape`` the grid of one whole clip. ``None``: video tokens only.
+        audio_frames: audio code frames of one clip (length of a video-to-audio target or an
+            audio-to-video prefix); 0 = no audio tasks.
     """
 
     vocab_size: int = 4375
@@ -63,8 +69,22 @@ class TokenLMConfig:
     cond_drop_prob: float = 0.1
     # training
     loss_chunk: int = 512
+    # multitask (VideoPoet)
+    vocabulary: Vocabulary | None = None
+    audio_frames: int = 0
 
     def __post_init__(self) -> None:
+        if isinstance(self.vocabulary, dict):  # from config.json
+            self.vocabulary = Vocabulary(**self.vocabulary)
+        if self.vocabulary is not None:
+            self.vocab_size = self.vocabulary.size
+            if self.cond_frames:
+                raise KinemaError(
+                    "a multitask model (vocabulary set) takes conditioning frames through its "
+                    f"tasks' prefix tokens; set cond_frames=0, got {self.cond_frames}"
+                )
+        if self.audio_frames < 0:
+            raise KinemaError(f"audio_frames must be >= 0, got {self.audio_frames}")
         self.latent_shape = tuple(int(x) for x in self.latent_shape)
         self.block_shape = tuple(int(x) for x in self.block_shape)
         if self.rope_axes_dim is not None:

@@ -26,6 +26,15 @@ Null condition (classifier-free guidance): per dropped sample the class becomes 
 null class, the text becomes one learned null vector (other text slots masked out), and
 each conditioning token becomes a learned null token (its positions kept). A condition
 that is not given at all is the null condition.
+
+Multitask (VideoPoet, ``config.vocabulary`` set; layouts in :mod:`kinema.lm.tasks`): the
+prefix continues with *prefix tokens*, unified-vocabulary ids (task marker, segment
+delimiters, visual / audio / ``<mask>`` tokens) embedded by the same table as the targets,
+and the targets are any ``(n, L)`` blocks (video or audio) with positions supplied by the
+task layout (:meth:`TokenLM.forward_blocks`). The start block is the learned start plus the
+embedding of the target modality's begin token. Under the null condition every visual /
+audio prefix token becomes ``<null>``; the task marker, delimiters and ``<mask>`` stay.
+Mask, decode loop and loss are the same code for every task and every block shape.
 """
 
 from __future__ import annotations
@@ -134,8 +143,9 @@ class TokenLM(ModelMixin):
         text_mask: torch.Tensor | None = None,
         cond_tokens: torch.Tensor | None = None,
         drop: torch.Tensor | None = None,
+        prefix_ids: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Embed the prefix ``[class | text | conditioning frames]``.
+        """Embed the prefix ``[class | text | conditioning frames | prefix tokens]``.
 
         Args:
             label: ``(B,)`` long class ids in ``[0, num_classes)``.
@@ -144,6 +154,8 @@ class TokenLM(ModelMixin):
             cond_tokens: ``(B, cond_frames, h, w)`` long tokens of the given frames.
             drop: ``(B,)`` bool, True = use the null condition for that sample.
             A condition the model has but that is not given is the null condition.
+            prefix_ids: ``(B, Pt)`` long unified-vocabulary ids (multitask models only),
+                appended after the other parts; ``P`` grows by ``Pt``.
 
         Returns:
             ``x (B, P, D)`` in the parameters' dtype and ``valid (B, P)`` bool (False = padding
@@ -209,6 +221,19 @@ class TokenLM(ModelMixin):
                 ids = torch.where(drop[:, None], null, cond_tokens.long().flatten(1))
             parts.append(self.cond_embed(ids))
             valid.append(torch.ones(b, c.num_cond_tokens, dtype=torch.bool, device=device))
+        if prefix_ids is not None:
+            vocab = c.vocabulary
+            if vocab is None:
+                raise KinemaError(
+                    "prefix_ids need a multitask model (TokenLMConfig.vocabulary is not set)"
+                )
+            if prefix_ids.ndim != 2 or prefix_ids.shape[0] != b:
+                raise KinemaError(f"prefix_ids must be (B={b}, Pt), got {tuple(prefix_ids.shape)}")
+            ids = prefix_ids.to(device).long()
+            null = torch.full_like(ids, vocab.special("<null>"))
+            ids = torch.where(drop[:, None] & vocab.is_content(ids), null, ids)
+            parts.append(self.tok_embed(ids))
+            valid.append(torch.ones(ids.shape, dtype=torch.bool, device=device))
         if not parts:
             return w.new_zeros(b, 0, c.dim), None
         prefix_valid = torch.cat(valid, dim=1) if self.text_proj is not None else None
@@ -218,17 +243,32 @@ class TokenLM(ModelMixin):
         """Video token embeddings in sequence order: ``(B, k, L)`` -> ``(B, k*L, D)``."""
         return rearrange(self.tok_embed(blocks), "b n l d -> b (n l) d")
 
-    def start_block(self, batch_size: int) -> torch.Tensor:
-        """The learned start block ``(B, L, D)``."""
-        return repeat(self.start, "l d -> b l d", b=batch_size)
+    def start_block(self, batch_size: int, start_id: torch.Tensor | None = None) -> torch.Tensor:
+        """The learned start block ``(B, L, D)``; plus the embedding of ``start_id (B,)``
+        (the target modality's begin token, multitask) when given."""
+        start = repeat(self.start, "l d -> b l d", b=batch_size)
+        if start_id is None:
+            return start
+        return start + self.tok_embed(start_id.to(start.device).long())[:, None]
 
-    def attention_mask(self, prefix_valid: torch.Tensor | None = None) -> torch.Tensor:
+    def attention_mask(
+        self,
+        prefix_valid: torch.Tensor | None = None,
+        *,
+        prefix_len: int | None = None,
+        num_blocks: int | None = None,
+    ) -> torch.Tensor:
         """The block-causal mask: ``(N, N)`` (static buffer), or ``(B, 1, N, N)`` when the
-        prefix has padding (``prefix_valid (B, P)`` from :meth:`embed_prefix`)."""
-        if prefix_valid is None:
-            return self.mask
+        prefix has padding (``prefix_valid (B, P)`` from :meth:`embed_prefix`).
+        ``prefix_len`` / ``num_blocks`` (default: the config's) give other layouts (tasks)."""
         c = self.config
-        return block_causal_mask(c.prefix_len, c.num_blocks, c.block_len, prefix_valid=prefix_valid)
+        p = c.prefix_len if prefix_len is None else prefix_len
+        n = c.num_blocks if num_blocks is None else num_blocks
+        if prefix_valid is None and (p, n) == (c.prefix_len, c.num_blocks):
+            return self.mask
+        return block_causal_mask(
+            p, n, c.block_len, prefix_valid=prefix_valid, device=self.mask.device
+        )
 
     # ------------------------------------------------------------------ forward passes
     def forward(
@@ -251,63 +291,117 @@ class TokenLM(ModelMixin):
             ``(B, n*L, D)`` final hidden states of the input blocks: row ``j*L + i`` predicts
             token ``i`` of block ``j`` (apply :attr:`head` for logits).
         """
-        blocks = self.to_blocks(tokens)  # (B, n, L)
-        b = blocks.shape[0]
-        prefix, valid = self.embed_prefix(
-            b, label=label, text=text, text_mask=text_mask, cond_tokens=cond_tokens, drop=drop
+        return self.forward_blocks(
+            self.to_blocks(tokens),
+            self.positions,
+            label=label,
+            text=text,
+            text_mask=text_mask,
+            cond_tokens=cond_tokens,
+            drop=drop,
         )
-        x = torch.cat([prefix, self.start_block(b), self.embed_blocks(blocks[:, :-1])], dim=1)
-        h = self.transformer(x, self.positions, self.attention_mask(valid))
-        return h[:, self.config.prefix_len :]
+
+    def forward_blocks(
+        self,
+        blocks: torch.Tensor,
+        positions: torch.Tensor,
+        *,
+        prefix_ids: torch.Tensor | None = None,
+        start_id: torch.Tensor | None = None,
+        drop: torch.Tensor | None = None,
+        **cond: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Teacher-forced pass over ``[prefix | start block | blocks 0..n-2]`` of any layout.
+
+        Args:
+            blocks: ``(B, n, L)`` long target ids in block order.
+            positions: ``(N, 3)`` or ``(B, N, 3)`` rotary positions of all ``N = P + n*L``
+                slots (:attr:`positions` for the config's layout, a task layout's otherwise).
+            prefix_ids, start_id: prefix tokens ``(B, Pt)`` and target begin token ``(B,)``
+                (multitask, see :mod:`kinema.lm.tasks`); ``drop`` and ``cond`` (label, text,
+                text_mask, cond_tokens) as in :meth:`embed_prefix`.
+
+        Returns:
+            ``(B, n*L, D)`` hidden states; row ``j*L + i`` predicts token ``i`` of block ``j``.
+        """
+        b, n, _ = blocks.shape
+        prefix, valid = self.embed_prefix(b, prefix_ids=prefix_ids, drop=drop, **cond)
+        p = prefix.shape[1]
+        x = torch.cat(
+            [prefix, self.start_block(b, start_id), self.embed_blocks(blocks[:, :-1])], dim=1
+        )
+        if positions.shape[-2] != x.shape[1]:
+            raise KinemaError(
+                f"positions cover {positions.shape[-2]} slots but the sequence has {x.shape[1]}"
+            )
+        mask = self.attention_mask(valid, prefix_len=p, num_blocks=n)
+        return self.transformer(x, positions, mask)[:, p:]
 
     def logits(self, tokens: torch.Tensor, **cond: Any) -> torch.Tensor:
         """``(B, n*L, V)`` fp32 logits of the teacher-forced pass (tests, scoring; training
         uses the chunked loss instead)."""
         return self.head(self(tokens, **cond)).float()
 
-    def decode_step(self, x: torch.Tensor, first_slot: int, mask: torch.Tensor) -> torch.Tensor:
+    def decode_step(
+        self,
+        x: torch.Tensor,
+        first_slot: int,
+        mask: torch.Tensor,
+        positions: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Run ``x (B, M, D)`` at slots ``first_slot .. first_slot+M-1`` on the KV cache.
 
         ``mask`` is the full mask of :meth:`attention_mask`; only its first ``first_slot+M``
-        rows/columns are used, so keys past the written slots are never read.
+        rows/columns are used, so keys past the written slots are never read. ``positions``:
+        ``(N, 3)`` of the whole sequence (default: the config's layout).
         Returns ``(B, M, D)`` hidden states.
         """
         end = first_slot + x.shape[1]
         slots = torch.arange(first_slot, end, device=x.device)
-        return self.transformer(
-            x, self.positions[first_slot:end], mask[..., :end, :end], input_pos=slots
-        )
+        pos = self.positions if positions is None else positions
+        return self.transformer(x, pos[first_slot:end], mask[..., :end, :end], input_pos=slots)
 
-    def setup_caches(self, batch_size: int, dtype: torch.dtype | None = None) -> None:
-        """Allocate static KV caches for ``batch_size`` rows of the full sequence."""
-        self.transformer.setup_caches(batch_size, self.config.seq_len, dtype)
+    def setup_caches(
+        self, batch_size: int, dtype: torch.dtype | None = None, max_len: int | None = None
+    ) -> None:
+        """Allocate static KV caches for ``batch_size`` rows of ``max_len`` slots (default:
+        the config's full sequence)."""
+        self.transformer.setup_caches(batch_size, max_len or self.config.seq_len, dtype)
 
     def clear_caches(self) -> None:
         self.transformer.clear_caches()
 
     # ------------------------------------------------------------------ training
     def loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Next-block cross-entropy of a batch (mean over all video tokens).
+        """Next-block cross-entropy of a batch (mean over all target tokens).
 
         ``batch``: ``tokens (B, t, h, w)`` long, optional ``label (B,)``, ``text (B, S,
         text_dim)`` + ``text_mask (B, S)``, ``cond_tokens (B, cond_frames, h, w)``. In
         training mode each sample's condition is replaced by the null condition with
         probability ``cond_drop_prob``. Returns ``{"loss", "accuracy"}``.
+
+        Multitask batches (:class:`kinema.lm.data.MultitaskDataset`, one task per batch) hold
+        ``target (B, n, L)`` unified ids, ``prefix_ids (B, Pt)``, ``positions (B, N, 3)``
+        and ``start_id (B,)`` instead of ``tokens``; the softmax spans the whole vocabulary.
         """
         c = self.config
-        tokens = batch["tokens"]
+        multitask = "target" in batch
+        blocks = batch["target"] if multitask else self.to_blocks(batch["tokens"])
         drop = None
-        if self.training and c.cond_drop_prob > 0 and c.has_condition:
-            drop = torch.rand(tokens.shape[0], device=tokens.device) < c.cond_drop_prob
-        h = self(
-            tokens,
+        if self.training and c.cond_drop_prob > 0 and (c.has_condition or multitask):
+            drop = torch.rand(blocks.shape[0], device=blocks.device) < c.cond_drop_prob
+        h = self.forward_blocks(
+            blocks,
+            batch["positions"] if multitask else self.positions,
+            prefix_ids=batch.get("prefix_ids"),
+            start_id=batch.get("start_id"),
             label=batch.get("label"),
             text=batch.get("text"),
             text_mask=batch.get("text_mask"),
             cond_tokens=batch.get("cond_tokens"),
             drop=drop,
         )
-        targets = rearrange(self.to_blocks(tokens), "b n l -> (b n l)")
+        targets = rearrange(blocks, "b n l -> (b n l)")
         loss, acc = chunked_cross_entropy(
             rearrange(h, "b m d -> (b m) d"), self.head.weight, targets, c.loss_chunk
         )
@@ -315,7 +409,7 @@ class TokenLM(ModelMixin):
 
     def num_tokens(self, batch: dict[str, torch.Tensor]) -> int:
         """Predicted tokens in ``batch`` (for the trainer's tokens/s)."""
-        return batch["tokens"].numel()
+        return batch["target" if "target" in batch else "tokens"].numel()
 
     def no_weight_decay(self) -> set[str]:
         return {"start", "null_text"} if self.null_text is not None else {"start"}

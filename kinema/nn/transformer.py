@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -206,7 +207,7 @@ class Transformer(ModelMixin):
         self,
         x: torch.Tensor,
         pos: torch.Tensor,
-        mask: torch.Tensor | None = None,
+        mask: torch.Tensor | Sequence[torch.Tensor | None] | None = None,
         input_pos: torch.Tensor | None = None,
         cond: torch.Tensor | None = None,
         cond_index: torch.Tensor | None = None,
@@ -222,32 +223,29 @@ class Transformer(ModelMixin):
                 With a cache (``input_pos`` given) the mask is required and is the same full
                 mask at every step: rows ``input_pos`` are taken from it and keys are cache
                 slots ``0 .. S-1`` (``S <= max_len``; slots beyond ``S`` are not read).
+                A list of ``n_layers`` such masks gives each layer its own (e.g. windowed
+                attention whose axis changes from layer to layer).
             input_pos: ``(N,)`` long cache slots of the new tokens (cache mode). Slots and
                 rotary positions are independent: ``pos`` may be fractional or 3D.
             cond: adaLN conditioning (required iff ``adaln_cond_dim``): ``(B, D_c)`` per
                 sample, ``(B, N, D_c)`` per token, or ``(B, G, D_c)`` per group with
                 ``cond_index (N,)`` long mapping each token to its group.
         """
-        if mask is not None:
-            if mask.dtype != torch.bool:
-                raise KinemaError(f"attention mask must be bool (True = attend), not {mask.dtype}")
-            if mask.ndim not in (2, 4):
-                raise KinemaError(f"mask must be (S, S) or (B, H, S, S), got {tuple(mask.shape)}")
-            if input_pos is not None:
-                cache = self.layers[0].attn.kv_cache
-                if cache is not None and mask.shape[-1] > cache.max_len:
-                    raise KinemaError(
-                        f"mask covers {mask.shape[-1]} keys but the KV cache holds {cache.max_len}"
-                    )
-                # Rows of the new queries, taken once for all layers.
-                mask = mask.index_select(-2, input_pos)
+        masks = list(mask) if isinstance(mask, (list, tuple)) else [mask] * len(self.layers)
+        if len(masks) != len(self.layers):
+            raise KinemaError(f"got {len(masks)} per-layer masks for {len(self.layers)} layers")
+        checked: dict[int, torch.Tensor | None] = {}  # each distinct mask is checked (and cut) once
+        for m in masks:
+            if id(m) not in checked:
+                checked[id(m)] = self._mask(m, input_pos)
+        masks = [checked[id(m)] for m in masks]
         if (cond is None) != (self.final_adaln is None):
             raise KinemaError(
                 "cond is required with adaln_cond_dim and not allowed without it"
                 f" (adaln_cond_dim={self.config.adaln_cond_dim})"
             )
         rope = self.rope(pos)
-        for layer in self.layers:
+        for layer, mask in zip(self.layers, masks, strict=True):
             if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
                 x = checkpoint(
                     layer, x, rope, mask, input_pos, cond, cond_index, use_reentrant=False
@@ -259,3 +257,22 @@ class Transformer(ModelMixin):
             shift, scale = modulation(self.final_adaln, cond, cond_index, x.shape[1]).chunk(2, -1)
             x = x * (1 + scale) + shift
         return x
+
+    def _mask(
+        self, mask: torch.Tensor | None, input_pos: torch.Tensor | None
+    ) -> torch.Tensor | None:
+        """Validate one attention mask; in cache mode keep only the rows of the new queries."""
+        if mask is None:
+            return None
+        if mask.dtype != torch.bool:
+            raise KinemaError(f"attention mask must be bool (True = attend), not {mask.dtype}")
+        if mask.ndim not in (2, 4):
+            raise KinemaError(f"mask must be (S, S) or (B, H, S, S), got {tuple(mask.shape)}")
+        if input_pos is not None:
+            cache = self.layers[0].attn.kv_cache
+            if cache is not None and mask.shape[-1] > cache.max_len:
+                raise KinemaError(
+                    f"mask covers {mask.shape[-1]} keys but the KV cache holds {cache.max_len}"
+                )
+            mask = mask.index_select(-2, input_pos)  # rows of the new queries
+        return mask

@@ -4,6 +4,10 @@ Prefill ``[prefix | start block | given blocks]`` once into a static KV cache, t
 block: sample its ``L`` tokens at once from ``(B, L, V)`` logits, feed them back as the next
 input block (their keys/values are written into the cache by slot index). ``L = 1`` is
 next-token decoding; ``L = 16`` needs 16x fewer steps.
+
+:func:`generate` decodes the config's layout (class / text / conditioning frames ->
+video); :func:`generate_task` decodes a multitask layout (:mod:`kinema.lm.tasks`), sampling
+only ids of the target modality. Both run the same loop, :func:`decode_blocks`.
 """
 
 from __future__ import annotations
@@ -16,12 +20,14 @@ from einops import repeat
 
 from kinema.errors import KinemaError
 from kinema.lm.model import TokenLM
+from kinema.lm.tasks import TaskSequence
 from kinema.sample.guidance import cfg_combine
 from kinema.sample.sampling import sample_logits
 
 logger = logging.getLogger(__name__)
 
-# callback(block_index, logits (B, L, V) fp32 after guidance, tokens (B, L) long)
+# callback(block_index, logits (B, L, V) fp32 after guidance, tokens (B, L) long); with an
+# id range (generate_task) the logits cover only that range: (B, L, hi - lo)
 Callback = Callable[[int, torch.Tensor, torch.Tensor], None]
 
 
@@ -76,6 +82,119 @@ def generate(
         callback: called after each sampled block, see :data:`Callback`.
     """
     c = model.config
+    if cfg_scale is not None and not c.has_condition:
+        raise KinemaError("cfg_scale given but the model has no condition (empty prefix)")
+    given = None
+    if prompt is not None:
+        num = _prompt_blocks(model, prompt, batch_size)
+        given = model.to_blocks(_pad_prompt(model, prompt))[:, :num]
+    blocks = decode_blocks(
+        model,
+        batch_size,
+        model.positions,
+        c.num_blocks,
+        cond=dict(label=label, text=text, text_mask=text_mask, cond_tokens=cond_tokens),
+        given=given,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        cfg_scale=cfg_scale,
+        seed=seed,
+        generator=generator,
+        dtype=dtype,
+        callback=callback,
+    )
+    return model.from_blocks(blocks)
+
+
+@torch.inference_mode()
+def generate_task(
+    model: TokenLM,
+    seq: TaskSequence,
+    *,
+    label: torch.Tensor | None = None,
+    text: torch.Tensor | None = None,
+    text_mask: torch.Tensor | None = None,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    cfg_scale: float | None = None,
+    seed: int | None = None,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype | None = None,
+    callback: Callback | None = None,
+) -> torch.Tensor:
+    """Generate the target of a multitask layout -> raw tokens ``(B, *seq.target_shape)``:
+    visual tokens ``(B, t, h, w)`` (tokenizer ids) or audio tokens ``(B, A * Q)`` (codec LM
+    tokens).
+
+    ``seq`` from :func:`kinema.lm.tasks.task_sequence` (its ``target`` is ignored);
+    ``label`` / ``text`` / ``text_mask`` and the sampling options as in :func:`generate`.
+    Sampling is restricted to the target modality's id range of the vocabulary (the logits
+    given to ``callback`` cover only that range). Guidance's null condition keeps the task
+    marker and replaces the prefix's visual / audio tokens by ``<null>``.
+    """
+    vocab = model.config.vocabulary
+    if vocab is None:
+        raise KinemaError("generate_task needs a multitask model (TokenLMConfig.vocabulary)")
+    if tuple(seq.block_shape) != tuple(model.config.block_shape):
+        raise KinemaError(
+            f"the sequence was laid out for block_shape {seq.block_shape}, the model has "
+            f"{model.config.block_shape}"
+        )
+    b = seq.batch_size
+    lo, hi = vocab.id_range(seq.modality)
+    blocks = decode_blocks(
+        model,
+        b,
+        seq.positions,
+        seq.num_blocks,
+        cond=dict(label=label, text=text, text_mask=text_mask),
+        prefix_ids=seq.prefix_ids,
+        start_id=torch.full((b,), seq.start_id, dtype=torch.long),
+        id_range=(lo, hi),
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        cfg_scale=cfg_scale,
+        seed=seed,
+        generator=generator,
+        dtype=dtype,
+        callback=callback,
+    )
+    return vocab.from_unified(seq.from_blocks(blocks), seq.modality)
+
+
+@torch.inference_mode()
+def decode_blocks(
+    model: TokenLM,
+    batch_size: int,
+    positions: torch.Tensor,
+    num_blocks: int,
+    *,
+    cond: dict[str, torch.Tensor | None],
+    prefix_ids: torch.Tensor | None = None,
+    start_id: torch.Tensor | None = None,
+    given: torch.Tensor | None = None,
+    id_range: tuple[int, int] | None = None,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    cfg_scale: float | None = None,
+    seed: int | None = None,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype | None = None,
+    callback: Callback | None = None,
+) -> torch.Tensor:
+    """The decode loop: ``num_blocks`` blocks ``(B, n, L)`` long after the prefix.
+
+    ``positions (N, 3)`` of the whole layout; ``cond`` the :meth:`TokenLM.embed_prefix`
+    conditions (batch ``B``); ``prefix_ids (B, Pt)`` / ``start_id (B,)``: multitask prefix
+    tokens and target begin token; ``given (B, k, L)``: leading blocks that are prefilled and
+    returned unchanged; ``id_range = (lo, hi)``: sample only ids in ``[lo, hi)`` (the head is
+    evaluated on those rows only). The other options as in :func:`generate`.
+    """
+    c = model.config
     if dtype is not None:
         cast_parameters_(model, dtype)
     param = model.tok_embed.weight
@@ -83,10 +202,10 @@ def generate(
     if seed is not None:
         generator = torch.Generator(device).manual_seed(seed)
     guided = cfg_scale is not None
-    if guided and not c.has_condition:
-        raise KinemaError("cfg_scale given but the model has no condition (empty prefix)")
     b, big = batch_size, 2 * batch_size if guided else batch_size
-    blen, n = c.block_len, c.num_blocks
+    blen, n = c.block_len, num_blocks
+    lo, hi = id_range if id_range is not None else (0, c.vocab_size)
+    head = model.head if id_range is None else _head_rows(model.head.weight, lo, hi)
 
     def rows(x: torch.Tensor | None) -> torch.Tensor | None:
         """Conditional rows on the model's device, repeated for the unconditional half."""
@@ -100,46 +219,56 @@ def generate(
         drop = torch.arange(big, device=device) >= b
     prefix, valid = model.embed_prefix(
         big,
-        label=rows(label),
-        text=rows(text),
-        text_mask=rows(text_mask),
-        cond_tokens=rows(cond_tokens),
+        **{k: rows(v) for k, v in cond.items()},
+        prefix_ids=rows(prefix_ids),
         drop=drop,
     )
-    mask = model.attention_mask(valid)
+    p = prefix.shape[1]
+    if positions.shape[-2] != p + n * blen:
+        raise KinemaError(
+            f"positions cover {positions.shape[-2]} slots; prefix {p} + {n} blocks of {blen} "
+            f"need {p + n * blen}"
+        )
+    positions = positions.to(device)
+    mask = model.attention_mask(valid, prefix_len=p, num_blocks=n)
     out = torch.empty(b, n, blen, dtype=torch.long, device=device)
-    given = 0
-    parts = [prefix, model.start_block(big)]
-    if prompt is not None:
-        given = _prompt_blocks(model, prompt, b)
-        pblocks = model.to_blocks(_pad_prompt(model, prompt))[:, :given]
-        out[:, :given] = pblocks
-        parts.append(model.embed_blocks(rows(pblocks)))
+    parts = [prefix, model.start_block(big, rows(start_id))]
+    num_given = 0
+    if given is not None:
+        num_given = given.shape[1]
+        out[:, :num_given] = given
+        parts.append(model.embed_blocks(rows(given)))
 
     was_training = model.training
     try:
         model.eval()
-        model.setup_caches(big)
+        model.setup_caches(big, max_len=p + n * blen)
         x = torch.cat(parts, dim=1)
         slot = x.shape[1]  # next free cache slot
-        logits = model.head(model.decode_step(x, 0, mask)[:, -blen:])
-        for step in range(given, n):
-            logits = logits.float()  # (big, L, V)
+        logits = head(model.decode_step(x, 0, mask, positions)[:, -blen:])
+        for step in range(num_given, n):
+            logits = logits.float()  # (big, L, hi - lo)
             if guided:
                 logits = cfg_combine(logits, cfg_scale)
-            tokens = sample_logits(logits, temperature, top_k, top_p, generator)  # (B, L)
+            tokens = sample_logits(logits, temperature, top_k, top_p, generator) + lo  # (B, L)
             out[:, step] = tokens
             if callback is not None:
                 callback(step, logits, tokens)
             if step == n - 1:
                 break
             x = model.embed_blocks(rows(tokens[:, None]))  # (big, L, D)
-            logits = model.head(model.decode_step(x, slot, mask))
+            logits = head(model.decode_step(x, slot, mask, positions))
             slot += blen
     finally:
         model.clear_caches()
         model.train(was_training)
-    return model.from_blocks(out)
+    return out
+
+
+def _head_rows(weight: torch.Tensor, lo: int, hi: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The output head restricted to ids ``[lo, hi)``: logits ``(..., hi - lo)``."""
+    rows = weight[lo:hi]
+    return lambda h: torch.nn.functional.linear(h, rows)
 
 
 def _prompt_blocks(model: TokenLM, prompt: torch.Tensor, batch_size: int) -> int:

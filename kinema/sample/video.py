@@ -21,8 +21,9 @@ from kinema.flow.dit import PyramidDiT
 from kinema.hub import LM_KINDS, TOKENIZER_DIR, model_kind, resolve_model
 from kinema.io import read_video, resize_video, to_tensor, to_uint8
 from kinema.lm.model import TokenLM
+from kinema.lm.tasks import default_given, get_task, task_sequence
 from kinema.modeling import CONFIG_NAME
-from kinema.sample.decode import generate
+from kinema.sample.decode import generate, generate_task
 from kinema.sample.flow import Progress, check_steps, generate_latents
 from kinema.tokenizer import Tokenizer
 
@@ -120,6 +121,8 @@ def generate_video(
 
     ``sampling`` (None values are ignored):
     - token LM: temperature, top_k, top_p, cfg_scale as in :func:`kinema.sample.generate`;
+      a multitask LM also takes ``task`` (default: ``i2v`` with a video, ``t2v`` with a
+      prompt, else ``unconditional``; see :func:`_task_tokens`);
     - pyramid flow: ``frames`` (video frames, ``1 + ft * k``, at most the training length;
       default that length), ``cond_frames``, ``steps`` / ``video_steps`` (Euler steps per
       stage of the first / later frames), ``guidance_scale``, ``video_guidance_scale``
@@ -149,6 +152,8 @@ def _lm_tokens(
 ) -> torch.Tensor:
     """Token LM: tokens ``(n, t, h, w)``, given frames included."""
     c = lm.config
+    if c.vocabulary is not None:
+        return _task_tokens(lm, tok, n, prompt, label, video, seed, progress, **sampling)
     _check_options(sampling, ("temperature", "top_k", "top_p", "cfg_scale"), "token-lm")
     cond = {}
     if video is not None:
@@ -181,6 +186,66 @@ def _lm_tokens(
     if "cond_tokens" in cond:
         tokens = torch.cat([cond["cond_tokens"], tokens], dim=1)
     return tokens
+
+
+# multitask tasks whose output is a video and whose input is at most its first frames
+VIDEO_TASKS = ("unconditional", "t2v", "t2i", "i2v", "continuation")
+
+
+def _task_tokens(
+    lm: TokenLM,
+    tok: Tokenizer,
+    n: int,
+    prompt: str | Sequence[str] | None,
+    label: int | None,
+    video: Video | None,
+    seed: int,
+    progress: Progress | None,
+    task: str | None = None,
+    **sampling,
+) -> torch.Tensor:
+    """Multitask token LM: one of :data:`VIDEO_TASKS` -> tokens ``(n, t, h, w)``, given
+    frames included. Other tasks (inpainting, stylization, audio) take inputs this API has
+    no words for: use :func:`kinema.sample.extend.chain` or
+    :func:`kinema.sample.decode.generate_task`."""
+    c = lm.config
+    _check_options(sampling, ("temperature", "top_k", "top_p", "cfg_scale"), "token-lm")
+    if task is None:
+        task = "i2v" if video is not None else "t2v" if prompt is not None else "unconditional"
+    if task not in VIDEO_TASKS or task not in c.vocabulary.tasks:
+        valid = [t for t in VIDEO_TASKS if t in c.vocabulary.tasks]
+        raise KinemaError(f"task {task!r} cannot make a video here; valid: {', '.join(valid)}")
+    spec = get_task(task)
+    given = {"image": 1, "frames": default_given(c)}.get(next(iter(spec.conditions), ""), 0)
+    if given and video is None:
+        raise KinemaError(f"task {task} needs --video")
+    if video is not None and not given:
+        raise KinemaError(f"task {task} takes no video; drop --video")
+    cond: dict = {}
+    if label is not None:
+        if not c.num_classes or not 0 <= label < c.num_classes:
+            raise KinemaError(f"--class must be in [0, {c.num_classes - 1}], got {label}")
+        cond["label"] = torch.full((n,), label, dtype=torch.long)
+    if prompt is not None:
+        if not c.text_dim:
+            raise KinemaError("this model is not text-conditional; drop --prompt")
+        cond["text"], cond["text_mask"] = _encode_prompt(prompt, n, c.max_text_len)
+    frames = _encode_video(tok, video, given, c.latent_shape[1:], n) if given else None
+    seq = task_sequence(c, task, video=frames, given=given or None, batch_size=n)
+
+    def callback(step: int, *_) -> None:
+        progress(step + 1, seq.num_blocks)
+
+    tokens = generate_task(
+        lm,
+        seq,
+        seed=seed,
+        dtype=torch.bfloat16,
+        callback=None if progress is None else callback,
+        **cond,
+        **sampling,
+    )
+    return tokens if frames is None else torch.cat([frames, tokens.to(frames.device)], dim=1)
 
 
 def _flow_latents(

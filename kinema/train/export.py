@@ -33,6 +33,7 @@ def train_and_export(
     collate_fn: Any = None,
     before_save: Callable[[ModelMixin], None] | None = None,
     tokenizer: str | Path | None = None,
+    batch_sampler: Callable[..., Any] | None = None,
 ) -> Path | None:
     """Train (or resume, per ``train.resume``) and export to ``export_to`` (default
     ``train.out_dir/model``); returns that folder, or None when the run was interrupted
@@ -42,8 +43,9 @@ def train_and_export(
     weights if present), puts it in eval mode and calls ``before_save(copy)`` first (e.g.
     to fit latent statistics). ``tokenizer`` (folder or shipped name): the tokenizer of the
     training data, copied into the export's ``tokenizer/`` (:data:`kinema.hub.TOKENIZER_DIR`).
+    ``batch_sampler``: see :class:`~kinema.train.Trainer` (e.g. multitask AGD batches).
     """
-    result = Trainer(model, data, train, collate_fn=collate_fn).fit()
+    result = Trainer(model, data, train, collate_fn=collate_fn, batch_sampler=batch_sampler).fit()
     checkpoint = result.checkpoint or latest_checkpoint(train.out_dir)
     if checkpoint is None:
         raise KinemaError(f"training wrote no checkpoint in {train.out_dir}")

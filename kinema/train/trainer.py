@@ -14,7 +14,7 @@ import dataclasses
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,6 +70,13 @@ class Trainer:
     scheduler and EMA are restored, so an interrupted and resumed run reproduces the
     losses of an uninterrupted one. Randomness inside ``num_workers > 0`` data workers is
     the exception: derive it from the item index for bitwise reproducibility.
+
+    ``batch_sampler``: a factory for a sampler that yields whole micro-batches (lists of
+    indices) instead of the default :class:`StepSampler`, e.g. the one-task-per-step
+    :func:`kinema.lm.agd.agd_sampler`. It is called as ``batch_sampler(dataset,
+    global_batch=, micro_batch=, num_replicas=, rank=, seed=, steps=)`` and must yield
+    ``grad_accum`` micro-batches per step and have ``steps_per_epoch``, ``dataset_len`` and
+    ``set_position(epoch, step_in_epoch)`` (the resume protocol).
     """
 
     def __init__(
@@ -80,6 +87,7 @@ class Trainer:
         collate_fn: Any = None,
         *,
         mp_policy: Any = None,
+        batch_sampler: Callable[..., Any] | None = None,
     ) -> None:
         if not callable(getattr(model, "loss", None)):
             raise KinemaError(
@@ -109,14 +117,19 @@ class Trainer:
         self.dataset = dataset
         self._items = SafeItems(dataset)
         self.collate = SkipNoneCollate(collate_fn)
-        self.sampler = StepSampler(
-            dataset,
+        split = dict(
             global_batch=config.batch_size,
             num_replicas=self.env.world_size,
             rank=self.env.rank,
             seed=config.seed,
-            shuffle=config.shuffle,
         )
+        self._yields_batches = batch_sampler is not None
+        if batch_sampler is None:
+            self.sampler = StepSampler(dataset, **split, shuffle=config.shuffle)
+        else:
+            self.sampler = batch_sampler(
+                dataset, **split, micro_batch=self.micro_batch, steps=config.steps
+            )
         self.step = 0
         self.skipped_total = 0
         self.last_metrics: dict[str, float] = {}
@@ -307,11 +320,13 @@ class Trainer:
             self.sampler.set_position(epoch, pos)
             gen = torch.Generator()  # worker seeds; keeps the global RNG untouched
             gen.manual_seed((self.config.seed * 1_000_003 + epoch * 1009 + self.env.rank) % 2**62)
+            if self._yields_batches:
+                batching: dict[str, Any] = dict(batch_sampler=self.sampler)
+            else:
+                batching = dict(batch_size=self.micro_batch, sampler=self.sampler, drop_last=True)
             loader = DataLoader(
                 self._items,
-                batch_size=self.micro_batch,
-                sampler=self.sampler,
-                drop_last=True,
+                **batching,
                 collate_fn=self.collate,
                 num_workers=self.config.num_workers,
                 pin_memory=self.device.type == "cuda",

@@ -1,0 +1,768 @@
+"""VideoPoet's super-resolution transformer: low-res video tokens -> high-res video tokens.
+
+A non-autoregressive (MaskGIT-style) token upsampler. Given the tokens of a clip from a
+low-res tokenizer, ``(B, t, h, w)``, it predicts the tokens of the same clip from a high-res
+tokenizer, ``(B, t, s*h, s*w)``, in a few parallel steps.
+
+>>> model = SuperResTransformer(preset("tiny"))
+>>> loss = model.loss({"tokens_hr": hr, "tokens_lr": lr})["loss"]   # hr (B, 2, 8, 8)
+>>> hr = upsample(model, lr, steps=8, seed=0)                        # lr (B, 2, 4, 4)
+>>> video = upscale_video(model, lr_tokenizer, hr_tokenizer, frames)  # uint8 (T, H, W, 3)
+
+Input of high-res cell ``(i, y, x)`` (its parent low-res cell is ``(i, y // s, x // s)``)::
+
+    hr_embed(token) or [MASK]  +  lr_embed(parent's token)  +  phase[y % s, x % s]
+
+The low-res tokens are nearest-upsampled and added rather than attended to (VideoPoet
+cross-attends them in windows isomorphic to the self-attention windows): a cell already
+holds its parent's token, and its windowed self-attention reaches the parents of its
+window's cells, so adding gives the same local receptive field without a second attention
+per layer or a longer sequence. The phase embedding tells the ``s*s`` children of one parent
+apart (their inputs are otherwise identical and 3D rotary positions are only relative).
+
+Layers cycle through three windowed self-attentions over the high-res grid (masks from
+:func:`kinema.nn.window.window_mask`): spatial vertical (the column window of a cell in its
+frame), spatial horizontal (the row window), temporal (the same ``(y, x)`` across a window
+of frames); ``n_layers`` is a multiple of 3. Text (precomputed encoder states, optional)
+is joined as ``max_text_len`` leading slots that every video cell attends in every layer
+(what VideoPoet's text cross-attention does, with the core's blocks and masks); text slots
+attend only text.
+
+Token factorization (VideoPoet: 2 x 512-way instead of 262,144-way): an index of a
+vocabulary of ``V`` codes is ``lo + hi * base`` with ``base = ceil(sqrt(V))``,
+``lo in [0, base)``, ``hi in [0, ceil(V / base))``. For LFQ with ``d`` (even) bits
+``base = 2**(d/2)``, so ``lo`` / ``hi`` are exactly the low / high bit halves of
+:meth:`kinema.tokenizer.Tokenizer.split_tokens`. Both tokenizers' tokens are embedded as
+``embed_lo[lo] + embed_hi[hi]``; the output has one head per half.
+
+Training: per sample a masking ratio ``cos(pi/2 * u)``, ``u ~ U[0, 1]``, of the high-res
+tokens is replaced by [MASK]; cross-entropy of both halves on the masked cells only. Text is
+dropped to a learned null (classifier-free guidance) with probability ``cond_drop_prob``.
+Decoding (:func:`upsample`): start all masked; each step samples every masked cell, keeps
+the most confident so that ``floor(N * cos(pi/2 * k / steps))`` cells stay masked after
+step ``k``, and re-masks the rest; fixed cells never change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from einops import rearrange, repeat
+from torch import nn
+
+from kinema.errors import KinemaError
+from kinema.modeling import ModelMixin
+from kinema.nn.rotary import grid_positions
+from kinema.nn.transformer import Transformer, TransformerConfig, core_config
+from kinema.nn.window import window_mask
+from kinema.sample.guidance import cfg_combine
+from kinema.sample.sampling import sample_logits
+
+if TYPE_CHECKING:
+    from kinema.tokenizer import Tokenizer
+
+logger = logging.getLogger(__name__)
+
+Shape3 = tuple[int, int, int]
+
+# (name, grid axis of (t, H, W)) of the attention of layer i: LAYER_KINDS[i % 3]
+LAYER_KINDS: tuple[tuple[str, int], ...] = (("vertical", 1), ("horizontal", 2), ("temporal", 0))
+
+
+# ---------------------------------------------------------------------- token factorization
+
+
+def factor_sizes(vocab_size: int) -> tuple[int, int]:
+    """``(base, n_hi)``: classes of the ``lo`` and ``hi`` halves of a ``vocab_size`` index
+    (``base = ceil(sqrt(V))``, ``n_hi = ceil(V / base)``)."""
+    if vocab_size < 2:
+        raise KinemaError(f"vocab_size must be >= 2, got {vocab_size}")
+    base = math.isqrt(vocab_size - 1) + 1
+    return base, -(-vocab_size // base)
+
+
+def split_index(index: torch.Tensor, base: int) -> torch.Tensor:
+    """``(...)`` indices -> ``(..., 2)`` halves ``[lo, hi]`` with ``index = lo + hi * base``."""
+    return torch.stack([index % base, index.div(base, rounding_mode="floor")], dim=-1)
+
+
+def merge_index(halves: torch.Tensor, base: int) -> torch.Tensor:
+    """Inverse of :func:`split_index`: ``(..., 2)`` -> ``(...)``."""
+    return halves[..., 0] + halves[..., 1] * base
+
+
+class FactorizedEmbedding(nn.Module):
+    """``(...)`` indices of ``vocab_size`` codes -> ``(..., dim)`` as ``lo[i % base] +
+    hi[i // base]``: ``2 * sqrt(V)`` rows instead of ``V``."""
+
+    def __init__(self, vocab_size: int, dim: int) -> None:
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.base, n_hi = factor_sizes(vocab_size)
+        self.lo = nn.Embedding(self.base, dim)
+        self.hi = nn.Embedding(n_hi, dim)
+
+    def forward(self, index: torch.Tensor) -> torch.Tensor:
+        halves = split_index(index.long(), self.base)
+        return self.lo(halves[..., 0]) + self.hi(halves[..., 1])
+
+
+# ---------------------------------------------------------------------- config
+
+
+@dataclass
+class SuperResConfig:
+    """Geometry and size of a :class:`SuperResTransformer`.
+
+    Attributes:
+        lr_shape: ``(t, h, w)`` token grid of the low-res tokenizer.
+        scale: spatial factor ``s``; the high-res grid is ``(t, s*h, s*w)``.
+        lr_vocab_size, hr_vocab_size: vocabularies of the two tokenizers (may differ).
+        windows: attention windows ``(temporal, vertical, horizontal)`` in high-res cells
+            (a window >= its axis covers the whole axis).
+        dim .. init_std: the transformer core (:class:`~kinema.nn.TransformerConfig`);
+            ``n_layers`` is a multiple of 3 (vertical, horizontal, temporal).
+        text_dim: width of the text-encoder states (0 = no text).
+        max_text_len: text slots.
+        cond_drop_prob: training probability of the null text (classifier-free guidance).
+    """
+
+    lr_shape: Shape3 = (5, 16, 16)
+    scale: int = 2
+    lr_vocab_size: int = 4375
+    hr_vocab_size: int = 4375
+    windows: Shape3 = (5, 8, 8)
+    # transformer core
+    dim: int = 256
+    n_layers: int = 6
+    n_heads: int = 4
+    n_kv_heads: int | None = None
+    head_dim: int | None = None
+    mlp_hidden: int | None = None
+    multiple_of: int = 256
+    norm_eps: float = 1e-5
+    rope_theta: float = 10000.0
+    rope_axes_dim: tuple[int, int, int] | None = None
+    qk_norm: bool = False
+    init_std: float = 0.02
+    # text
+    text_dim: int = 0
+    max_text_len: int = 32
+    cond_drop_prob: float = 0.1
+
+    def __post_init__(self) -> None:
+        self.lr_shape = tuple(int(x) for x in self.lr_shape)
+        self.windows = tuple(int(x) for x in self.windows)
+        if self.rope_axes_dim is not None:
+            self.rope_axes_dim = tuple(int(x) for x in self.rope_axes_dim)
+        if len(self.lr_shape) != 3 or min(self.lr_shape) < 1:
+            raise KinemaError(f"lr_shape must be 3 positive sizes (t, h, w), got {self.lr_shape}")
+        if self.scale < 1:
+            raise KinemaError(f"scale must be >= 1, got {self.scale}")
+        if len(self.windows) != 3 or min(self.windows) < 1:
+            raise KinemaError(f"windows must be 3 sizes >= 1 (t, h, w), got {self.windows}")
+        for name in ("lr_vocab_size", "hr_vocab_size"):
+            if getattr(self, name) < 2:
+                raise KinemaError(f"{name} must be >= 2, got {getattr(self, name)}")
+        if self.n_layers < 3 or self.n_layers % 3:
+            raise KinemaError(
+                f"n_layers must be a positive multiple of 3 (vertical, horizontal, temporal "
+                f"attention), got {self.n_layers}"
+            )
+        if self.text_dim < 0 or (self.text_dim and self.max_text_len < 1):
+            raise KinemaError(
+                f"text_dim must be >= 0 and max_text_len >= 1 with text, got "
+                f"{self.text_dim}, {self.max_text_len}"
+            )
+        if not 0.0 <= self.cond_drop_prob <= 1.0:
+            raise KinemaError(f"cond_drop_prob must be in [0, 1], got {self.cond_drop_prob}")
+        self.transformer_config()  # validates dims, heads and the 3D rotary split
+
+    @property
+    def hr_shape(self) -> Shape3:
+        t, h, w = self.lr_shape
+        return t, self.scale * h, self.scale * w
+
+    @property
+    def num_hr_tokens(self) -> int:
+        return math.prod(self.hr_shape)
+
+    @property
+    def text_len(self) -> int:
+        """Leading text slots of the sequence (0 without text)."""
+        return self.max_text_len if self.text_dim else 0
+
+    @property
+    def seq_len(self) -> int:
+        return self.text_len + self.num_hr_tokens
+
+    def transformer_config(self) -> TransformerConfig:
+        return core_config(self, rope="3d", max_seq_len=self.seq_len)
+
+    def replace(self, **changes) -> SuperResConfig:
+        return dataclasses.replace(self, **changes)
+
+
+PRESETS: dict[str, dict] = {
+    # unit tests: (2, 4, 4) -> (2, 8, 8) tokens, 64 codes (8 x 8 factors)
+    "tiny": dict(
+        lr_shape=(2, 4, 4),
+        lr_vocab_size=64,
+        hr_vocab_size=64,
+        windows=(2, 4, 4),
+        dim=32,
+        n_layers=3,
+        n_heads=2,
+        mlp_hidden=64,
+        max_text_len=8,
+    ),
+    # CPU: the cpu-fsq tokenizer (4,375 codes, 4x space) at 64x64 -> 128x128, 17 frames:
+    # (5, 16, 16) -> (5, 32, 32) tokens
+    "small": dict(
+        lr_shape=(5, 16, 16),
+        lr_vocab_size=4375,
+        hr_vocab_size=4375,
+        windows=(5, 8, 8),
+        dim=256,
+        n_layers=6,
+        n_heads=4,
+    ),
+    # VideoPoet's first SR stage: 224x128 -> 448x256, 17 frames through an 8x / 4x LFQ
+    # tokenizer (18 bits, 2 x 512-way), T5-XL text states. The paper does not state widths
+    # or windows; these are our choice at a comparable scale.
+    "videopoet": dict(
+        lr_shape=(5, 16, 28),
+        lr_vocab_size=2**18,
+        hr_vocab_size=2**18,
+        windows=(5, 16, 16),
+        dim=1024,
+        n_layers=24,
+        n_heads=16,
+        text_dim=2048,
+        max_text_len=64,
+    ),
+}
+
+
+def preset(name: str, **overrides) -> SuperResConfig:
+    """A named configuration (:data:`PRESETS`), optionally with fields replaced."""
+    if name not in PRESETS:
+        raise KinemaError(f"unknown super-resolution preset {name!r}; valid: {sorted(PRESETS)}")
+    return SuperResConfig(**{**PRESETS[name], **overrides})
+
+
+# ---------------------------------------------------------------------- model
+
+
+def cosine_schedule(progress: torch.Tensor | float) -> torch.Tensor:
+    """MaskGIT's masking ratio ``cos(pi/2 * progress)``: 1 at 0 (all masked), 0 at 1."""
+    return torch.cos(torch.as_tensor(progress, dtype=torch.float64) * (math.pi / 2))
+
+
+class SRCondition(NamedTuple):
+    """What stays fixed while decoding one batch (see :meth:`SuperResTransformer.condition`).
+
+    ``x``: ``(B, S + N, D)`` text slots, then per high-res cell its parent's low-res
+    embedding plus its phase; ``masks``: one boolean mask per layer, ``(S+N, S+N)`` or
+    ``(B, 1, S+N, S+N)`` with text padding.
+    """
+
+    x: torch.Tensor
+    masks: list[torch.Tensor]
+
+
+class SuperResTransformer(ModelMixin):
+    """Masked token upsampler ``tokens_lr (B, t, h, w)`` -> ``tokens_hr (B, t, s*h, s*w)``.
+
+    See the module docstring for inputs, attention and factorization. Train with
+    ``loss(batch)``; decode with :func:`upsample`.
+    """
+
+    config_class = SuperResConfig
+
+    def __init__(self, config: SuperResConfig) -> None:
+        super().__init__()
+        self.config = c = config
+        s = c.scale
+        self.transformer = Transformer(c.transformer_config())
+        self.lr_embed = FactorizedEmbedding(c.lr_vocab_size, c.dim)
+        self.hr_embed = FactorizedEmbedding(c.hr_vocab_size, c.dim)
+        self.mask_embed = nn.Parameter(torch.empty(c.dim))  # [MASK]
+        self.phase = nn.Parameter(torch.empty(s, s, c.dim))  # child (y % s, x % s) of a parent
+        base, n_hi = factor_sizes(c.hr_vocab_size)
+        self.head_lo = nn.Linear(c.dim, base, bias=False)
+        self.head_hi = nn.Linear(c.dim, n_hi, bias=False)
+        self.text_proj = nn.Linear(c.text_dim, c.dim) if c.text_dim else None
+        self.null_text = nn.Parameter(torch.empty(c.dim)) if c.text_dim else None
+        # text slot k at (k, k, k); video after every text slot on all three axes (as TokenLM)
+        o = c.text_len
+        slot = torch.arange(o)
+        video = grid_positions(*c.hr_shape, offset=(o, o, o)).long()
+        self.register_buffer(
+            "positions", torch.cat([torch.stack([slot] * 3, -1), video]), persistent=False
+        )
+        for (name, _), mask in zip(LAYER_KINDS, self._static_masks(), strict=True):
+            self.register_buffer(f"mask_{name}", mask, persistent=False)
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Embeddings, [MASK], phases, heads ~ Normal(0, init_std), text bias zero (the core
+        initialises itself). Deterministic under ``torch.manual_seed``."""
+        std = self.config.init_std
+        params = [self.mask_embed, self.phase, self.head_lo.weight, self.head_hi.weight]
+        for emb in (self.lr_embed, self.hr_embed):
+            params += [emb.lo.weight, emb.hi.weight]
+        if self.text_proj is not None:
+            params += [self.text_proj.weight, self.null_text]
+            nn.init.zeros_(self.text_proj.bias)
+        for p in params:
+            nn.init.normal_(p, 0.0, std)
+
+    # ------------------------------------------------------------------ attention masks
+    def _static_masks(self) -> list[torch.Tensor]:
+        """Vertical, horizontal, temporal ``(S+N, S+N)`` masks: video rows see their window and
+        every text slot, text rows see text only."""
+        c = self.config
+        st = c.text_len
+        out = []
+        for _, axis in LAYER_KINDS:
+            window = window_mask(c.hr_shape, axis, c.windows[axis])
+            mask = torch.zeros(c.seq_len, c.seq_len, dtype=torch.bool, device=window.device)
+            mask[:, :st] = True
+            mask[st:, st:] = window
+            out.append(mask)
+        return out
+
+    def layer_masks(self, text_valid: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """One mask per layer (kinds cycling as :data:`LAYER_KINDS`); with ``text_valid
+        (B, S)`` no slot attends a padding text slot (a padding slot attends itself, so no
+        row is empty) and the masks are ``(B, 1, S+N, S+N)``."""
+        kinds = [getattr(self, f"mask_{name}") for name, _ in LAYER_KINDS]
+        if text_valid is not None:
+            n = self.config.num_hr_tokens
+            keys = F.pad(text_valid.bool(), (0, n), value=True)  # (B, S+N)
+            eye = torch.eye(keys.shape[1], dtype=torch.bool, device=keys.device)
+            kinds = [(m & (keys[:, None, :] | eye))[:, None] for m in kinds]
+        return [kinds[i % 3] for i in range(self.config.n_layers)]
+
+    # ------------------------------------------------------------------ inputs
+    def check_tokens(
+        self, tokens_lr: torch.Tensor | None = None, tokens_hr: torch.Tensor | None = None
+    ) -> None:
+        """Raise a one-line :class:`KinemaError` unless the tokens have the model's grids
+        and ids in range (a host sync: call at the edges, not per layer)."""
+        c = self.config
+        for name, x, grid, vocab in (
+            ("tokens_lr", tokens_lr, c.lr_shape, c.lr_vocab_size),
+            ("tokens_hr", tokens_hr, c.hr_shape, c.hr_vocab_size),
+        ):
+            if x is None:
+                continue
+            _check_grid(x, grid, name, c)
+            if x.is_floating_point() or x.dtype == torch.bool:
+                raise KinemaError(f"{name} must be integer token ids, got {x.dtype}")
+            if x.numel() and (int(x.min()) < 0 or int(x.max()) >= vocab):
+                raise KinemaError(
+                    f"{name} ids must be in [0, {vocab}), got [{int(x.min())}, {int(x.max())}]"
+                )
+        if tokens_lr is not None and tokens_hr is not None and len(tokens_lr) != len(tokens_hr):
+            raise KinemaError(
+                f"tokens_lr and tokens_hr have different batch sizes: "
+                f"{len(tokens_lr)} and {len(tokens_hr)}"
+            )
+
+    def embed_text(
+        self,
+        batch_size: int,
+        text: torch.Tensor | None = None,
+        text_mask: torch.Tensor | None = None,
+        drop: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Text slots ``(B, S, D)`` and their validity ``(B, S)`` bool.
+
+        ``text (B, S', text_dim)`` with ``S' <= max_text_len`` and ``text_mask (B, S')``
+        (True = real token, default all). The null text (not given, or ``drop`` True for
+        that sample) is one learned vector in slot 0, the other slots masked out.
+        """
+        c, b = self.config, batch_size
+        w = self.text_proj.weight
+        null_x = w.new_zeros(b, c.max_text_len, c.dim)
+        null_x[:, 0] = self.null_text
+        null_m = torch.zeros(b, c.max_text_len, dtype=torch.bool, device=w.device)
+        null_m[:, 0] = True
+        if text is None:
+            return null_x, null_m
+        if text.ndim != 3 or text.shape[0] != b or text.shape[2] != c.text_dim:
+            raise KinemaError(f"text must be (B={b}, S, {c.text_dim}), got {tuple(text.shape)}")
+        if text.shape[1] > c.max_text_len:
+            raise KinemaError(f"text has {text.shape[1]} tokens; max_text_len is {c.max_text_len}")
+        m = torch.ones(text.shape[:2], dtype=torch.bool, device=w.device)
+        if text_mask is not None:
+            if tuple(text_mask.shape) != tuple(text.shape[:2]):
+                raise KinemaError(
+                    f"text_mask must be {tuple(text.shape[:2])}, got {tuple(text_mask.shape)}"
+                )
+            m = text_mask.to(w.device).bool()
+        pad = c.max_text_len - text.shape[1]
+        x = F.pad(self.text_proj(text.to(w)), (0, 0, 0, pad))
+        m = F.pad(m, (0, pad), value=False)
+        if drop is not None:
+            drop = drop.to(w.device).bool()
+            x = torch.where(drop[:, None, None], null_x, x)
+            m = torch.where(drop[:, None], null_m, m)
+        return x, m
+
+    def condition(
+        self,
+        tokens_lr: torch.Tensor,
+        *,
+        text: torch.Tensor | None = None,
+        text_mask: torch.Tensor | None = None,
+        drop: torch.Tensor | None = None,
+    ) -> SRCondition:
+        """Everything but the high-res tokens, computed once per batch.
+
+        Args:
+            tokens_lr: ``(B, t, h, w)`` long low-res tokens.
+            text, text_mask, drop: see :meth:`embed_text` (text models only).
+        """
+        c = self.config
+        _check_grid(tokens_lr, c.lr_shape, "tokens_lr", c)
+        if text is not None and self.text_proj is None:
+            raise KinemaError("text given but this super-resolution model has no text (text_dim=0)")
+        # nearest upsampling and the child's phase in one broadcast
+        lr = rearrange(self.lr_embed(tokens_lr), "b t h w d -> b t h 1 w 1 d")
+        phase = rearrange(self.phase, "sy sx d -> sy 1 sx d")
+        x = rearrange(lr + phase, "b t h sy w sx d -> b (t h sy w sx) d")
+        if self.text_proj is None:
+            return SRCondition(x, self.layer_masks())
+        tx, valid = self.embed_text(x.shape[0], text, text_mask, drop)
+        return SRCondition(torch.cat([tx.to(x.dtype), x], dim=1), self.layer_masks(valid))
+
+    # ------------------------------------------------------------------ forward passes
+    def forward(
+        self, tokens_hr: torch.Tensor, masked: torch.Tensor, cond: SRCondition
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits of both halves of every high-res token.
+
+        Args:
+            tokens_hr: ``(B, t, H, W)`` long; ids at masked cells are ignored.
+            masked: ``(B, t, H, W)`` bool, True = unknown ([MASK] input).
+            cond: from :meth:`condition` for the same batch.
+
+        Returns:
+            ``lo (B, N, base)`` and ``hi (B, N, n_hi)`` logits, ``N = t*H*W`` in raster order.
+        """
+        c = self.config
+        _check_grid(tokens_hr, c.hr_shape, "tokens_hr", c)
+        if masked.shape != tokens_hr.shape:
+            raise KinemaError(
+                f"masked must match tokens_hr {tuple(tokens_hr.shape)}, got {tuple(masked.shape)}"
+            )
+        masked = masked.bool()
+        tok = self.hr_embed(tokens_hr.masked_fill(masked, 0))
+        tok = torch.where(masked[..., None], self.mask_embed.to(tok.dtype), tok)
+        x = cond.x + F.pad(rearrange(tok, "b t h w d -> b (t h w) d"), (0, 0, c.text_len, 0))
+        h = self.transformer(x, self.positions, cond.masks)[:, c.text_len :]
+        return self.head_lo(h), self.head_hi(h)
+
+    # ------------------------------------------------------------------ training
+    def random_mask(
+        self,
+        batch_size: int,
+        device: torch.device | str | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Training mask ``(B, t, H, W)`` bool: per sample ``ceil(N * cos(pi/2 * u))`` cells
+        (at least one), ``u ~ U[0, 1]``, chosen uniformly."""
+        n = self.config.num_hr_tokens
+        u = torch.rand(batch_size, device=device, generator=generator)
+        count = (cosine_schedule(u) * n).ceil().clamp(1, n).to(device)
+        rank = torch.rand(batch_size, n, device=device, generator=generator).argsort(1).argsort(1)
+        return (rank < count[:, None]).reshape(batch_size, *self.config.hr_shape)
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Masked-token cross-entropy for the trainer.
+
+        ``batch``: ``tokens_hr (B, t, H, W)``, ``tokens_lr (B, t, h, w)`` long, optional
+        ``text (B, S, text_dim)`` + ``text_mask (B, S)``. Returns ``{"loss", "accuracy",
+        "mask_ratio"}`` (see :func:`factorized_loss`).
+        """
+        c = self.config
+        hr, lr = batch["tokens_hr"], batch["tokens_lr"]
+        self.check_tokens(lr, hr)
+        b = hr.shape[0]
+        drop = None
+        if self.training and c.text_dim and c.cond_drop_prob > 0:
+            drop = torch.rand(b, device=hr.device) < c.cond_drop_prob
+        masked = self.random_mask(b, hr.device)
+        cond = self.condition(
+            lr, text=batch.get("text"), text_mask=batch.get("text_mask"), drop=drop
+        )
+        lo, hi = self(hr, masked, cond)
+        out = factorized_loss(lo, hi, hr, masked)
+        out["mask_ratio"] = masked.float().mean()
+        return out
+
+    def num_tokens(self, batch: dict[str, torch.Tensor]) -> int:
+        """High-res tokens in ``batch`` (the trainer's tokens/s)."""
+        return batch["tokens_hr"].numel()
+
+    def fsdp_units(self) -> list[nn.Module]:
+        return list(self.transformer.layers)
+
+
+def factorized_loss(
+    lo: torch.Tensor, hi: torch.Tensor, targets: torch.Tensor, masked: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """Cross-entropy of both halves on the masked cells only.
+
+    Args:
+        lo, hi: ``(B, N, base)`` and ``(B, N, n_hi)`` logits.
+        targets: ``(B, ...)`` long full indices (``N`` cells after the batch axis).
+        masked: ``(B, ...)`` bool, True = scored.
+
+    Returns:
+        ``loss``: mean over masked cells of ``CE(lo) + CE(hi)`` (the negative log-likelihood
+        of the factorized token); ``accuracy``: fraction of masked cells with both halves
+        right (argmax).
+    """
+    y = split_index(targets.reshape(targets.shape[0], -1).long(), lo.shape[-1])  # (B, N, 2)
+    m = masked.reshape(masked.shape[0], -1).float()
+    ce = sum(
+        F.cross_entropy(rearrange(z.float(), "b n v -> b v n"), y[..., i], reduction="none")
+        for i, z in enumerate((lo, hi))
+    )
+    right = (lo.argmax(-1) == y[..., 0]) & (hi.argmax(-1) == y[..., 1])
+    count = m.sum().clamp_min(1.0)
+    return {"loss": (ce * m).sum() / count, "accuracy": (right * m).sum().detach() / count}
+
+
+# ---------------------------------------------------------------------- decoding
+
+
+def sample_factorized(
+    lo: torch.Tensor,
+    hi: torch.Tensor,
+    vocab_size: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Draw factorized tokens from ``lo (..., base)`` and ``hi (..., n_hi)`` logits -> full
+    indices ``(...)`` long in ``[0, vocab_size)``.
+
+    The halves are independent given the hidden state (the model predicts them with two
+    heads), so each is drawn from its own head, ``hi`` first. Only when ``base * n_hi >
+    vocab_size`` (not for LFQ) does the last ``hi`` row hold invalid ``lo`` values; then the
+    pair is drawn from the product distribution restricted to valid indices: ``hi``'s last
+    row is weighted by the ``lo`` mass that stays valid, and ``lo`` is then drawn among the
+    valid values. ``temperature`` (0 = greedy: the best valid pair), ``top_k``, ``top_p``
+    apply to each half as in :func:`~kinema.sample.sampling.sample_logits`.
+    """
+    lo, hi = lo.float(), hi.float()
+    base, n_hi = lo.shape[-1], hi.shape[-1]
+    valid = vocab_size - (n_hi - 1) * base  # lo values allowed on the last hi row
+    if valid < base:
+        if temperature > 0:
+            keep = temperature * (
+                (lo[..., :valid] / temperature).logsumexp(-1) - (lo / temperature).logsumexp(-1)
+            )
+        else:  # the limit temperature -> 0: best valid lo against best lo
+            keep = lo[..., :valid].amax(-1) - lo.amax(-1)
+        hi = torch.cat([hi[..., :-1], hi[..., -1:] + keep[..., None]], dim=-1)
+    hi_s = sample_logits(hi, temperature, top_k, top_p, generator)
+    if valid < base:
+        bad = (hi_s == n_hi - 1)[..., None] & (torch.arange(base, device=lo.device) >= valid)
+        lo = lo.masked_fill(bad, float("-inf"))
+    lo_s = sample_logits(lo, temperature, top_k, top_p, generator)
+    return merge_index(torch.stack([lo_s, hi_s], dim=-1), base)
+
+
+# callback(step, tokens (B, t, H, W) long, masked (B, t, H, W) bool) after each step;
+# token values at masked cells are meaningless
+Callback = Callable[[int, torch.Tensor, torch.Tensor], None]
+
+
+@torch.inference_mode()
+def upsample(
+    model: SuperResTransformer,
+    tokens_lr: torch.Tensor,
+    *,
+    text: torch.Tensor | None = None,
+    text_mask: torch.Tensor | None = None,
+    steps: int = 8,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    choice_temperature: float = 4.5,
+    guidance: float | None = None,
+    seed: int | None = None,
+    generator: torch.Generator | None = None,
+    callback: Callback | None = None,
+) -> torch.Tensor:
+    """High-res tokens ``(B, t, s*h, s*w)`` long from low-res tokens ``(B, t, h, w)``.
+
+    Args:
+        model: the upsampler (put in eval mode for the call).
+        tokens_lr: low-res tokens of the model's ``lr_shape``.
+        text, text_mask: the text condition (text models), batch ``B``.
+        steps: parallel decoding steps (MaskGIT / VideoPoet use about 8-12); after step
+            ``k`` ``floor(N * cos(pi/2 * k / steps))`` cells stay masked (at least one fewer
+            per step, so ``steps >= N`` decodes one cell per step).
+        temperature, top_k, top_p: token sampling per half (:func:`sample_factorized`);
+            ``temperature = 0`` is greedy and makes the whole decode deterministic.
+        choice_temperature: Gumbel noise on the confidences (log-probabilities of the drawn
+            tokens) that pick which cells to keep, scaled by ``1 - k / steps`` as in MaskGIT;
+            off when ``temperature = 0``.
+        guidance: ``None`` = no guidance; else text-conditional and null-text rows run in one
+            ``2B`` batch and both halves' logits are mixed ``uncond + g * (cond - uncond)``.
+        seed: seeds a fresh generator (same seed -> same tokens); else ``generator``; else
+            torch's global RNG.
+        callback: see :data:`Callback`.
+    """
+    c = model.config
+    if steps < 1:
+        raise KinemaError(f"steps must be >= 1, got {steps}")
+    if choice_temperature < 0:
+        raise KinemaError(f"choice_temperature must be >= 0, got {choice_temperature}")
+    guided = guidance is not None
+    if guided and not c.text_dim:
+        raise KinemaError("guidance needs a text condition, but this model has no text")
+    device = model.mask_embed.device
+    tokens_lr = tokens_lr.to(device)
+    model.check_tokens(tokens_lr)
+    if seed is not None:
+        generator = torch.Generator(device).manual_seed(seed)
+    b, n = tokens_lr.shape[0], c.num_hr_tokens
+
+    def rows(x: torch.Tensor | None) -> torch.Tensor | None:
+        """Conditional rows on the model's device, repeated for the unconditional half."""
+        if x is None:
+            return None
+        x = x.to(device)
+        return repeat(x, "b ... -> (g b) ...", g=2) if guided else x
+
+    drop = torch.arange(2 * b, device=device) >= b if guided else None
+    tokens = torch.zeros(b, *c.hr_shape, dtype=torch.long, device=device)
+    masked = torch.ones(b, *c.hr_shape, dtype=torch.bool, device=device)
+    was_training = model.training
+    try:
+        model.eval()
+        cond = model.condition(
+            rows(tokens_lr), text=rows(text), text_mask=rows(text_mask), drop=drop
+        )
+        for step in range(steps):
+            lo, hi = (z.float() for z in model(rows(tokens), rows(masked), cond))
+            if guided:
+                lo, hi = cfg_combine(lo, guidance), cfg_combine(hi, guidance)
+            drawn = sample_factorized(
+                lo, hi, c.hr_vocab_size, temperature, top_k, top_p, generator
+            )  # (B, N)
+            halves = split_index(drawn, lo.shape[-1])
+            confidence = lo.log_softmax(-1).gather(-1, halves[..., :1]).squeeze(-1)
+            confidence += hi.log_softmax(-1).gather(-1, halves[..., 1:]).squeeze(-1)
+            progress = (step + 1) / steps
+            noise = choice_temperature * (1.0 - progress) if temperature > 0 else 0.0
+            if noise:
+                u = torch.rand(confidence.shape, device=device, generator=generator)
+                confidence += noise * -torch.log(-torch.log(u.clamp_min(1e-20)))
+            flat_masked = masked.reshape(b, n)
+            still = int(flat_masked[0].sum())  # the same for every row
+            keep_masked = min(int(n * float(cosine_schedule(progress))), still - 1)
+            tokens = torch.where(masked, drawn.reshape(tokens.shape), tokens)
+            # fixed cells are never re-masked: they rank last
+            confidence = confidence.masked_fill(~flat_masked, float("inf"))
+            remask = confidence.argsort(dim=-1, stable=True)[:, : max(keep_masked, 0)]
+            masked = torch.zeros_like(flat_masked).scatter_(1, remask, True).reshape(masked.shape)
+            if callback is not None:
+                callback(step, tokens, masked)
+            if keep_masked <= 0:
+                break
+    finally:
+        model.train(was_training)
+    return tokens
+
+
+# ---------------------------------------------------------------------- cascade
+
+
+@torch.inference_mode()
+def upscale_video(
+    sr_model: SuperResTransformer,
+    lr_tokenizer: Tokenizer,
+    hr_tokenizer: Tokenizer,
+    video: np.ndarray,
+    **decode,
+) -> np.ndarray:
+    """Upscale a clip: encode with ``lr_tokenizer``, :func:`upsample` the tokens, decode with
+    ``hr_tokenizer``.
+
+    Args:
+        video: uint8 ``(T, H, W, 3)`` at the low-res tokenizer's geometry for the model's
+            ``lr_shape``.
+        decode: keyword arguments of :func:`upsample` (``steps``, ``temperature``, ``seed``,
+            ``text``, ``guidance``, ...).
+
+    Returns:
+        uint8 ``(T', H', W', 3)``: the high-res tokenizer's decoding of the predicted tokens
+        (``H' = s * H`` when both tokenizers compress space alike).
+    """
+    from kinema.io import to_tensor, to_uint8
+
+    c = sr_model.config
+    for name, tok, vocab in (
+        ("low-res", lr_tokenizer, c.lr_vocab_size),
+        ("high-res", hr_tokenizer, c.hr_vocab_size),
+    ):
+        if not tok.is_discrete:
+            raise KinemaError(f"the {name} tokenizer has a continuous (KL) latent; it needs tokens")
+        if tok.vocab_size != vocab:
+            raise KinemaError(
+                f"the {name} tokenizer has {tok.vocab_size} codes but the super-resolution "
+                f"model expects {vocab}"
+            )
+    if not isinstance(video, np.ndarray) or video.dtype != np.uint8 or video.ndim != 4:
+        raise KinemaError(f"video must be a uint8 (T, H, W, 3) array, got {_describe(video)}")
+    cfg = lr_tokenizer.config
+    got = cfg.latent_shape(*video.shape[:3])
+    if got != c.lr_shape:
+        t, h, w = c.lr_shape
+        ft, fs = cfg.temporal_compression, cfg.spatial_compression
+        raise KinemaError(
+            f"video {video.shape[0]}x{video.shape[1]}x{video.shape[2]} (frames x H x W) gives "
+            f"low-res tokens {got}; the model needs {c.lr_shape}: give "
+            f"{1 + ft * (t - 1)} frames at {fs * h}x{fs * w}"
+        )
+    param = next(lr_tokenizer.parameters())
+    x = to_tensor(video)[None].to(device=param.device, dtype=param.dtype)
+    tokens_hr = upsample(sr_model, lr_tokenizer.encode(x), **decode)
+    out = hr_tokenizer.decode(tokens_hr.to(next(hr_tokenizer.parameters()).device))
+    return to_uint8(out[0].clamp(-1.0, 1.0))
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _check_grid(x: torch.Tensor, grid: Shape3, name: str, c: SuperResConfig) -> None:
+    if x.ndim != 4 or tuple(x.shape[1:]) != tuple(grid):
+        raise KinemaError(
+            f"{name} must be (B, {', '.join(map(str, grid))}) for low-res {c.lr_shape} at "
+            f"scale {c.scale}, got {tuple(x.shape)}"
+        )
+
+
+def _describe(x: object) -> str:
+    if isinstance(x, (np.ndarray, torch.Tensor)):
+        return f"{x.dtype} of shape {tuple(x.shape)}"
+    return type(x).__name__
