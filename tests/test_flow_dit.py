@@ -181,7 +181,7 @@ def test_text_padding_is_ignored_and_null_text_is_the_unconditional_input():
     assert not torch.allclose(uncond[0], v[0])
     x, valid = model.unconditional_text(3)
     assert x.shape == (3, 8, 64) and valid.sum(1).tolist() == [1, 1, 1]
-    assert torch.equal(x[:, 0], model.null_text.expand(3, -1))
+    assert torch.equal(x[:, 0], model.text.null.expand(3, -1))
 
 
 def test_group_causal_mask():

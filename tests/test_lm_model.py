@@ -276,7 +276,7 @@ def test_training_loss_decreases_on_a_fixed_batch():
 
 def test_trainer_hooks():
     model = build(**COND)
-    assert {"start", "null_text"} <= model.no_weight_decay()
+    assert {"start", "text.null"} <= model.no_weight_decay()
     assert model.fsdp_units() == list(model.transformer.layers)
     assert model.num_tokens(cond_batch(model)) == 3 * 2 * 4 * 4
 

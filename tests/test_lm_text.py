@@ -76,7 +76,7 @@ def test_lm_trains_and_samples_on_encoder_states():
     loss = model.loss({"tokens": tokens, "text": text, "text_mask": text_mask})["loss"]
     loss.backward()
     assert torch.isfinite(loss)  # the empty prompt (all text slots padding) is fine
-    assert model.text_proj.weight.grad.abs().sum() > 0
+    assert model.text.proj.weight.grad.abs().sum() > 0
     out = generate(model, 3, text=text, text_mask=text_mask, cfg_scale=2.0, seed=0)
     assert out.shape == (3, 2, 4, 4)
     with pytest.raises(KinemaError, match="max_text_len"):

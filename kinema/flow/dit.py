@@ -47,6 +47,7 @@ from kinema.flow.config import FlowConfig
 from kinema.flow.loss import FlowLoss
 from kinema.modeling import ModelMixin
 from kinema.nn.rotary import grid_positions
+from kinema.nn.text import TextSlots
 from kinema.nn.transformer import Transformer
 
 logger = logging.getLogger(__name__)
@@ -158,8 +159,7 @@ class PyramidDiT(FlowLoss, ModelMixin):
         )
         # After the core's final adaLN norm; zero-init so a fresh model predicts velocity 0.
         self.proj_out = nn.Linear(c.dim, patch_dim)
-        self.text_proj = nn.Linear(c.text_dim, c.dim) if c.text_dim else None
-        self.null_text = nn.Parameter(torch.empty(c.dim)) if c.text_dim else None
+        self.text = TextSlots(c.text_dim, c.dim, c.max_text_len, c.init_std) if c.text_dim else None
         self._cache_id = 0
         self.reset_parameters()
 
@@ -168,14 +168,13 @@ class PyramidDiT(FlowLoss, ModelMixin):
         """Input projections, timestep MLP and null text ~ Normal(0, init_std), biases zero,
         output projection zero (the core initialises itself, adaLN-Zero)."""
         std = self.config.init_std
-        for lin in (self.patch_embed, self.time_mlp[0], self.time_mlp[2], self.text_proj):
-            if lin is not None:
-                nn.init.normal_(lin.weight, 0.0, std)
-                nn.init.zeros_(lin.bias)
+        for lin in (self.patch_embed, self.time_mlp[0], self.time_mlp[2]):
+            nn.init.normal_(lin.weight, 0.0, std)
+            nn.init.zeros_(lin.bias)
         nn.init.zeros_(self.proj_out.weight)
         nn.init.zeros_(self.proj_out.bias)
-        if self.null_text is not None:
-            nn.init.normal_(self.null_text, 0.0, std)
+        if self.text is not None:
+            self.text.reset_parameters()
 
     # ------------------------------------------------------------------ embeddings
     def embed_frame(self, x: torch.Tensor) -> torch.Tensor:
@@ -198,14 +197,9 @@ class PyramidDiT(FlowLoss, ModelMixin):
     def unconditional_text(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The null text (classifier-free guidance): ``(B, T, D)`` with the learned null
         vector in slot 0, and ``valid (B, T)`` True on slot 0 only."""
-        if self.null_text is None:
+        if self.text is None:
             raise KinemaError("this model has no text (text_dim=0)")
-        t, w = self.config.max_text_len, self.null_text
-        x = w.new_zeros(batch_size, t, w.shape[0])
-        x[:, 0] = w
-        valid = torch.zeros(batch_size, t, dtype=torch.bool, device=w.device)
-        valid[:, 0] = True
-        return x, valid
+        return self.text.unconditional(batch_size)
 
     def embed_text(
         self,
@@ -223,29 +217,9 @@ class PyramidDiT(FlowLoss, ModelMixin):
             drop: ``(B,)`` bool, True = the null text for that sample (CFG dropout in
                 training; the unconditional rows of a guided batch in sampling).
         """
-        c, b = self.config, batch_size
-        null_x, null_valid = self.unconditional_text(b)
-        if text is None:
-            if text_mask is not None:
-                raise KinemaError("text_mask given without text")
-            return null_x, null_valid
-        if text.ndim != 3 or text.shape[0] != b or text.shape[2] != c.text_dim:
-            raise KinemaError(f"text must be (B={b}, L, {c.text_dim}), got {tuple(text.shape)}")
-        if text.shape[1] > c.max_text_len:
-            raise KinemaError(f"text has {text.shape[1]} tokens; max_text_len is {c.max_text_len}")
-        valid = torch.ones(text.shape[:2], dtype=torch.bool, device=text.device)
-        if text_mask is not None:
-            _check_shape(text_mask, tuple(text.shape[:2]), "text_mask")
-            valid = text_mask.to(device=text.device, dtype=torch.bool)
-        x = self.text_proj(text.to(self.text_proj.weight.dtype))
-        pad = c.max_text_len - text.shape[1]
-        x, valid = F.pad(x, (0, 0, 0, pad)), F.pad(valid, (0, pad), value=False)
-        if drop is not None:
-            _check_shape(drop, (b,), "drop")
-            drop = drop.to(device=x.device, dtype=torch.bool)
-            x = torch.where(drop[:, None, None], null_x, x)
-            valid = torch.where(drop[:, None], null_valid, valid)
-        return x, valid
+        if self.text is None:
+            raise KinemaError("this model has no text (text_dim=0)")
+        return self.text(batch_size, text, text_mask, drop)
 
     # ------------------------------------------------------------------ layout
     def _frame_factor(self, x: torch.Tensor, name: str, batch_size: int | None = None) -> int:

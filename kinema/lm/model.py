@@ -43,7 +43,6 @@ import logging
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import nn
 
@@ -54,6 +53,7 @@ from kinema.lm.loss import chunked_cross_entropy
 from kinema.lm.mask import block_causal_mask
 from kinema.modeling import ModelMixin
 from kinema.nn.rotary import grid_positions
+from kinema.nn.text import TextSlots
 from kinema.nn.transformer import Transformer
 
 logger = logging.getLogger(__name__)
@@ -94,8 +94,7 @@ class TokenLM(ModelMixin):
         self.head = nn.Linear(c.dim, c.vocab_size, bias=False)
         # Prefix: index num_classes / vocab_size is the null class / null conditioning token.
         self.class_embed = nn.Embedding(c.num_classes + 1, c.dim) if c.num_classes else None
-        self.text_proj = nn.Linear(c.text_dim, c.dim) if c.text_dim else None
-        self.null_text = nn.Parameter(torch.empty(c.dim)) if c.text_dim else None
+        self.text = TextSlots(c.text_dim, c.dim, c.max_text_len, c.init_std) if c.text_dim else None
         self.cond_embed = nn.Embedding(c.vocab_size + 1, c.dim) if c.cond_frames else None
         # Integer positions: a bf16 cast of the model would round float positions > 256.
         self.register_buffer("positions", sequence_positions(c), persistent=False)
@@ -114,10 +113,8 @@ class TokenLM(ModelMixin):
         for m in (self.class_embed, self.cond_embed):
             if m is not None:
                 nn.init.normal_(m.weight, 0.0, std)
-        if self.text_proj is not None:
-            nn.init.normal_(self.text_proj.weight, 0.0, std)
-            nn.init.zeros_(self.text_proj.bias)
-            nn.init.normal_(self.null_text, 0.0, std)
+        if self.text is not None:
+            self.text.reset_parameters()
 
     # ------------------------------------------------------------------ layout
     def to_blocks(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -186,31 +183,9 @@ class TokenLM(ModelMixin):
                 label = torch.where(drop, null, label.long())
             parts.append(self.class_embed(null if label is None else label)[:, None])
             valid.append(torch.ones(b, 1, dtype=torch.bool, device=device))
-        if self.text_proj is not None:
-            s = c.max_text_len
-            null_x = torch.zeros(b, s, c.dim, dtype=dtype, device=device)
-            null_x[:, 0] = self.null_text.to(dtype)
-            null_m = torch.zeros(b, s, dtype=torch.bool, device=device)
-            null_m[:, 0] = True
-            if text is None:
-                x, m = null_x, null_m
-            else:
-                if text.ndim != 3 or text.shape[0] != b or text.shape[2] != c.text_dim:
-                    raise KinemaError(
-                        f"text must be (B={b}, S, {c.text_dim}), got {tuple(text.shape)}"
-                    )
-                if text.shape[1] > s:
-                    raise KinemaError(f"text has {text.shape[1]} tokens; max_text_len is {s}")
-                m = torch.ones(text.shape[:2], dtype=torch.bool, device=device)
-                if text_mask is not None:
-                    _check(text_mask, tuple(text.shape[:2]), "text_mask")
-                    m = text_mask.bool()
-                x = self.text_proj(text.to(dtype))
-                pad = s - text.shape[1]
-                x, m = F.pad(x, (0, 0, 0, pad)), F.pad(m, (0, pad), value=False)
-                x = torch.where(drop[:, None, None], null_x, x)
-                m = torch.where(drop[:, None], null_m, m)
-            parts.append(x)
+        if self.text is not None:
+            x, m = self.text(b, text, text_mask, drop)
+            parts.append(x.to(dtype))
             valid.append(m)
         if self.cond_embed is not None:
             _, h, w_ = c.latent_shape
@@ -236,7 +211,7 @@ class TokenLM(ModelMixin):
             valid.append(torch.ones(ids.shape, dtype=torch.bool, device=device))
         if not parts:
             return w.new_zeros(b, 0, c.dim), None
-        prefix_valid = torch.cat(valid, dim=1) if self.text_proj is not None else None
+        prefix_valid = torch.cat(valid, dim=1) if self.text is not None else None
         return torch.cat(parts, dim=1), prefix_valid
 
     def embed_blocks(self, blocks: torch.Tensor) -> torch.Tensor:
@@ -412,7 +387,7 @@ class TokenLM(ModelMixin):
         return batch["target" if "target" in batch else "tokens"].numel()
 
     def no_weight_decay(self) -> set[str]:
-        return {"start", "null_text"} if self.null_text is not None else {"start"}
+        return {"start", "text.null"} if self.text is not None else {"start"}
 
     def fsdp_units(self) -> list[nn.Module]:
         return list(self.transformer.layers)

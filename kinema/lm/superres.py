@@ -61,6 +61,7 @@ from torch import nn
 from kinema.errors import KinemaError
 from kinema.modeling import ModelMixin
 from kinema.nn.rotary import grid_positions
+from kinema.nn.text import TextSlots
 from kinema.nn.transformer import Transformer, TransformerConfig, core_config
 from kinema.nn.window import window_mask
 from kinema.sample.guidance import cfg_combine
@@ -300,8 +301,7 @@ class SuperResTransformer(ModelMixin):
         base, n_hi = factor_sizes(c.hr_vocab_size)
         self.head_lo = nn.Linear(c.dim, base, bias=False)
         self.head_hi = nn.Linear(c.dim, n_hi, bias=False)
-        self.text_proj = nn.Linear(c.text_dim, c.dim) if c.text_dim else None
-        self.null_text = nn.Parameter(torch.empty(c.dim)) if c.text_dim else None
+        self.text = TextSlots(c.text_dim, c.dim, c.max_text_len, c.init_std) if c.text_dim else None
         # text slot k at (k, k, k); video after every text slot on all three axes (as TokenLM)
         o = c.text_len
         slot = torch.arange(o)
@@ -321,11 +321,10 @@ class SuperResTransformer(ModelMixin):
         params = [self.mask_embed, self.phase, self.head_lo.weight, self.head_hi.weight]
         for emb in (self.lr_embed, self.hr_embed):
             params += [emb.lo.weight, emb.hi.weight]
-        if self.text_proj is not None:
-            params += [self.text_proj.weight, self.null_text]
-            nn.init.zeros_(self.text_proj.bias)
         for p in params:
             nn.init.normal_(p, 0.0, std)
+        if self.text is not None:
+            self.text.reset_parameters()
 
     # ------------------------------------------------------------------ attention masks
     def _static_masks(self) -> list[torch.Tensor]:
@@ -393,33 +392,9 @@ class SuperResTransformer(ModelMixin):
         (True = real token, default all). The null text (not given, or ``drop`` True for
         that sample) is one learned vector in slot 0, the other slots masked out.
         """
-        c, b = self.config, batch_size
-        w = self.text_proj.weight
-        null_x = w.new_zeros(b, c.max_text_len, c.dim)
-        null_x[:, 0] = self.null_text
-        null_m = torch.zeros(b, c.max_text_len, dtype=torch.bool, device=w.device)
-        null_m[:, 0] = True
-        if text is None:
-            return null_x, null_m
-        if text.ndim != 3 or text.shape[0] != b or text.shape[2] != c.text_dim:
-            raise KinemaError(f"text must be (B={b}, S, {c.text_dim}), got {tuple(text.shape)}")
-        if text.shape[1] > c.max_text_len:
-            raise KinemaError(f"text has {text.shape[1]} tokens; max_text_len is {c.max_text_len}")
-        m = torch.ones(text.shape[:2], dtype=torch.bool, device=w.device)
-        if text_mask is not None:
-            if tuple(text_mask.shape) != tuple(text.shape[:2]):
-                raise KinemaError(
-                    f"text_mask must be {tuple(text.shape[:2])}, got {tuple(text_mask.shape)}"
-                )
-            m = text_mask.to(w.device).bool()
-        pad = c.max_text_len - text.shape[1]
-        x = F.pad(self.text_proj(text.to(w)), (0, 0, 0, pad))
-        m = F.pad(m, (0, pad), value=False)
-        if drop is not None:
-            drop = drop.to(w.device).bool()
-            x = torch.where(drop[:, None, None], null_x, x)
-            m = torch.where(drop[:, None], null_m, m)
-        return x, m
+        if self.text is None:
+            raise KinemaError("this super-resolution model has no text (text_dim=0)")
+        return self.text(batch_size, text, text_mask, drop)
 
     def condition(
         self,
@@ -437,13 +412,13 @@ class SuperResTransformer(ModelMixin):
         """
         c = self.config
         _check_grid(tokens_lr, c.lr_shape, "tokens_lr", c)
-        if text is not None and self.text_proj is None:
+        if text is not None and self.text is None:
             raise KinemaError("text given but this super-resolution model has no text (text_dim=0)")
         # nearest upsampling and the child's phase in one broadcast
         lr = rearrange(self.lr_embed(tokens_lr), "b t h w d -> b t h 1 w 1 d")
         phase = rearrange(self.phase, "sy sx d -> sy 1 sx d")
         x = rearrange(lr + phase, "b t h sy w sx d -> b (t h sy w sx) d")
-        if self.text_proj is None:
+        if self.text is None:
             return SRCondition(x, self.layer_masks())
         tx, valid = self.embed_text(x.shape[0], text, text_mask, drop)
         return SRCondition(torch.cat([tx.to(x.dtype), x], dim=1), self.layer_masks(valid))
