@@ -15,10 +15,12 @@ from hypothesis import strategies as st
 from kinema.errors import KinemaError
 from kinema.lm.superres import (
     LAYER_KINDS,
+    TEXT_AMORTIZE,
     SuperResConfig,
     SuperResTransformer,
     factor_sizes,
     factorized_loss,
+    line_groups,
     merge_index,
     preset,
     sample_factorized,
@@ -27,7 +29,7 @@ from kinema.lm.superres import (
     upscale_video,
 )
 from kinema.nn import Transformer, TransformerConfig, llama_hidden_dim
-from kinema.nn.window import window_mask
+from kinema.nn.window import line_index, window_mask
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -93,6 +95,28 @@ def test_window_mask_axes_and_errors():
         window_mask((2, 3), 0, 0)
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    shape=st.lists(st.integers(1, 5), min_size=1, max_size=3),
+    axis=st.integers(0, 2),
+    window=st.integers(1, 6),
+    groups=st.integers(1, 3),
+)
+def test_line_index_restricts_the_window_mask_to_lines(shape, axis, window, groups):
+    shape, axis = tuple(shape), axis % len(shape)
+    lines = line_index(shape, axis)
+    n = shape[axis]
+    assert lines.shape == (math.prod(shape) // n, n)
+    assert torch.equal(lines.flatten().sort().values, torch.arange(math.prod(shape)))
+    full = window_mask(shape, axis, window)
+    for line in lines:  # within a line: the 1D window; across lines: nothing
+        assert torch.equal(full[line][:, line], window_mask((n,), 0, window))
+    g = math.gcd(groups, len(lines))  # g lines in one sequence: a block-diagonal mask
+    seq = lines.reshape(-1, g * n)
+    for row in seq:
+        assert torch.equal(full[row][:, row], window_mask((g, n), 1, window))
+
+
 # ---------------------------------------------------------------------- per-layer masks
 
 
@@ -150,18 +174,24 @@ def layer_dependencies(model, hr, lr):
     rows = torch.arange(n)
     flat[rows + 1, rows] = (flat[rows + 1, rows] + 1) % c.hr_vocab_size
     tokens = flat.reshape(n + 1, *c.hr_shape)
+    cond = model.condition(lr.expand(n + 1, -1, -1, -1))
     outs = []
+
+    def video_rows(i, out):
+        """A block's output -> (B, N, D) video rows in raster order."""
+        if cond.lines is None:
+            return out[:, c.text_len :]
+        layout = cond.lines[i % 3]
+        out = out.reshape(n + 1, len(layout.index), -1, c.dim)[:, :, : out.shape[1] - c.text_len]
+        return out.reshape(n + 1, n, c.dim)[:, layout.inverse]
+
     hooks = [
-        layer.register_forward_hook(lambda _m, _i, out: outs.append(out))
-        for layer in model.transformer.layers
+        layer.register_forward_hook(lambda _m, _i, out, i=i: outs.append(video_rows(i, out)))
+        for i, layer in enumerate(model.transformer.layers)
     ]
     try:
         with torch.no_grad():
-            model(
-                tokens,
-                torch.zeros_like(tokens, dtype=torch.bool),
-                model.condition(lr.expand(n + 1, -1, -1, -1)),
-            )
+            model(tokens, torch.zeros_like(tokens, dtype=torch.bool), cond)
     finally:
         for hook in hooks:
             hook.remove()
@@ -169,10 +199,11 @@ def layer_dependencies(model, hr, lr):
     return torch.stack([d.T for d in deps])
 
 
-def test_each_layer_sees_only_its_window():
+@pytest.mark.parametrize("attention", ["lines", "dense"])
+def test_each_layer_sees_only_its_window(attention):
     # 3 x 8 x 8 high-res cells, windows of 2 frames and 3 rows / columns; a larger init
     # keeps the effect of a cell three hops away far above the threshold (>= 8e-4)
-    model = build(lr_shape=(3, 4, 4), windows=(2, 3, 3), init_std=0.1)
+    model = build(lr_shape=(3, 4, 4), windows=(2, 3, 3), init_std=0.1, attention=attention)
     c = model.config
     lr, hr = pair(model, batch=1)
     deps = layer_dependencies(model, hr, lr)
@@ -194,6 +225,99 @@ def test_each_layer_sees_only_its_window():
         for k in range(3):
             got = {cells[j] for j in deps[k, q].nonzero().flatten().tolist()}
             assert got == expected[k], (k, cells[q])
+
+
+LINE_CASES = {
+    # no text, batch 1 and 2, windows smaller than and covering their axes
+    "plain": dict(overrides=dict(lr_shape=(3, 3, 5), windows=(2, 3, 4), n_layers=6), batch=1),
+    "batch": dict(overrides=dict(lr_shape=(3, 3, 5), windows=(5, 2, 20), n_layers=6), batch=3),
+    # text with padding (and one sample's null text), several lines per sequence
+    "text": dict(
+        overrides=dict(lr_shape=(2, 3, 4), windows=(1, 3, 5), text_dim=8, max_text_len=5),
+        batch=3,
+        text=True,
+    ),
+    # text, GQA and qk-norm, a line count with few divisors
+    "text-gqa": dict(
+        overrides=dict(
+            lr_shape=(3, 2, 7),
+            windows=(2, 4, 3),
+            text_dim=8,
+            max_text_len=9,
+            n_layers=6,
+            n_heads=4,
+            n_kv_heads=2,
+            qk_norm=True,
+        ),
+        batch=2,
+        text=True,
+    ),
+}
+
+
+def line_case(name, attention):
+    case = LINE_CASES[name]
+    model = build(seed=3, init_std=0.1, attention=attention, **case["overrides"]).eval()
+    c = model.config
+    b = case["batch"]
+    lr, hr = pair(model, batch=b, seed=4)
+    masked = model.random_mask(b, generator=torch.Generator().manual_seed(5))
+    kwargs = {}
+    if case.get("text"):
+        text = torch.randn(b, c.max_text_len - 1, 8, generator=torch.Generator().manual_seed(6))
+        text_mask = torch.ones(b, c.max_text_len - 1, dtype=torch.bool)
+        text_mask[0, 2:] = False  # padding
+        drop = torch.zeros(b, dtype=torch.bool)
+        drop[-1] = True  # the null text: one valid slot
+        kwargs = dict(text=text, text_mask=text_mask, drop=drop)
+    return model, lr, hr, masked, kwargs
+
+
+@pytest.mark.parametrize("name", sorted(LINE_CASES))
+def test_line_attention_equals_dense(name):
+    outs, grads = {}, {}
+    for attention in ("dense", "lines"):
+        model, lr, hr, masked, kwargs = line_case(name, attention)
+        cond = model.condition(lr, **kwargs)
+        assert (cond.masks is None) == (attention == "lines") != (cond.lines is None)
+        lo, hi = model(hr, masked, cond)
+        outs[attention] = (lo, hi)
+        factorized_loss(lo, hi, hr, masked)["loss"].backward()
+        grads[attention] = {k: p.grad for k, p in model.named_parameters() if p.grad is not None}
+    for dense, lines in zip(outs["dense"], outs["lines"], strict=True):
+        torch.testing.assert_close(lines, dense, rtol=0, atol=1e-5)
+    assert grads["dense"].keys() == grads["lines"].keys()
+    for k, g in grads["dense"].items():
+        torch.testing.assert_close(grads["lines"][k], g, rtol=1e-4, atol=1e-6, msg=k)
+
+
+def test_line_attention_layouts_and_checkpointing():
+    model, lr, hr, masked, kwargs = line_case("text", "lines")
+    c = model.config
+    cond = model.condition(lr, **kwargs)
+    for (_, axis), layout in zip(LAYER_KINDS, cond.lines, strict=True):
+        n = c.hr_shape[axis]
+        lines = c.num_hr_tokens // n
+        g = line_groups(lines, n, c.text_len)
+        assert lines % g == 0 and g * n <= max(n, TEXT_AMORTIZE * c.text_len + n)
+        assert layout.index.shape == (lines // g, g * n + c.text_len)
+        assert layout.mask.shape == (3 * lines // g, 1, g * n + c.text_len, g * n + c.text_len)
+        assert layout.rope.cos.shape[:3] == (3 * lines // g, 1, g * n + c.text_len)
+    assert line_groups(280, 32, 64) == 8 and line_groups(1792, 5, 64) == 32  # videopoet
+    assert line_groups(7, 2, 64) == 7 and line_groups(13, 2, 3) == 1 and line_groups(9, 4, 0) == 1
+    # gradient checkpointing: the same loss and gradients
+    model.train()
+    losses, grads = [], []
+    for flag in (False, True):
+        model.zero_grad()
+        model.transformer.gradient_checkpointing = flag
+        loss = factorized_loss(*model(hr, masked, model.condition(lr, **kwargs)), hr, masked)
+        loss["loss"].backward()
+        losses.append(loss["loss"])
+        grads.append([p.grad.clone() for p in model.parameters() if p.grad is not None])
+    assert torch.equal(losses[0], losses[1])
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-7)
 
 
 # ---------------------------------------------------------------------- factorization
@@ -472,6 +596,7 @@ def test_bad_inputs_are_one_line_errors():
         (dict(windows=(2, 0, 4)), "windows"),
         (dict(scale=0), "scale"),
         (dict(hr_vocab_size=1), "hr_vocab_size"),
+        (dict(attention="flash"), "attention must be one of"),
     ]:
         with pytest.raises(KinemaError, match=match) as e:
             preset("tiny", **bad)

@@ -20,13 +20,28 @@ window's cells, so adding gives the same local receptive field without a second 
 per layer or a longer sequence. The phase embedding tells the ``s*s`` children of one parent
 apart (their inputs are otherwise identical and 3D rotary positions are only relative).
 
-Layers cycle through three windowed self-attentions over the high-res grid (masks from
+Layers cycle through three windowed self-attentions over the high-res grid (windows as in
 :func:`kinema.nn.window.window_mask`): spatial vertical (the column window of a cell in its
 frame), spatial horizontal (the row window), temporal (the same ``(y, x)`` across a window
 of frames); ``n_layers`` is a multiple of 3. Text (precomputed encoder states, optional)
 is joined as ``max_text_len`` leading slots that every video cell attends in every layer
 (what VideoPoet's text cross-attention does, with the core's blocks and masks); text slots
 attend only text.
+
+Two implementations of the same function (``SuperResConfig.attention``):
+
+- ``"lines"`` (default), ``O(N * (window + S))``: a layer attends along one axis only, and
+  norms and MLPs act per token, so each layer's :class:`~kinema.nn.Block` runs on the
+  lines along its axis as a batch (:func:`kinema.nn.window.line_index`), ``g`` lines per
+  sequence with the ``S`` text slots appended: ``(B * lines / g, g*n + S, D)`` with a small
+  block-diagonal window mask, every token rotated by its own 3D position. Text rows
+  attend only text, so every sequence's text rows are the text's true output; one copy is
+  kept. ``g = 1`` without text; with text ``g`` (a divisor of the line count, at most
+  ``ceil(4 * S / n)``) amortises the appended text over ``g*n`` video rows: about a
+  quarter of extra rows when the line count has such a divisor, more when it has not.
+- ``"dense"``, ``O(N^2)``: the whole sequence through :class:`~kinema.nn.Transformer` with
+  one ``(S+N, S+N)`` mask per layer (:meth:`SuperResTransformer.layer_masks`); the
+  reference the line path is tested against.
 
 Token factorization (VideoPoet: 2 x 512-way instead of 262,144-way): an index of a
 vocabulary of ``V`` codes is ``lo + hi * base`` with ``base = ceil(sqrt(V))``,
@@ -57,13 +72,15 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from kinema.errors import KinemaError
 from kinema.modeling import ModelMixin
-from kinema.nn.rotary import grid_positions
+from kinema.nn.block import Block
+from kinema.nn.rotary import Rope, grid_positions
 from kinema.nn.text import TextSlots
 from kinema.nn.transformer import Transformer, TransformerConfig, core_config
-from kinema.nn.window import window_mask
+from kinema.nn.window import line_index, window_mask
 from kinema.sample.guidance import cfg_combine
 from kinema.sample.sampling import sample_logits
 
@@ -76,6 +93,13 @@ Shape3 = tuple[int, int, int]
 
 # (name, grid axis of (t, H, W)) of the attention of layer i: LAYER_KINDS[i % 3]
 LAYER_KINDS: tuple[tuple[str, int], ...] = (("vertical", 1), ("horizontal", 2), ("temporal", 0))
+
+ATTENTION_MODES = ("lines", "dense")
+
+# line-batched attention with text: up to TEXT_AMORTIZE * S / n lines per sequence, so the
+# S text rows appended to a sequence are ~1 / TEXT_AMORTIZE of its video rows (fewer lines,
+# and relatively more text rows, when the line count has no divisor that large)
+TEXT_AMORTIZE = 4
 
 
 # ---------------------------------------------------------------------- token factorization
@@ -134,6 +158,9 @@ class SuperResConfig:
         text_dim: width of the text-encoder states (0 = no text).
         max_text_len: text slots.
         cond_drop_prob: training probability of the null text (classifier-free guidance).
+        attention: ``"lines"`` (line-batched windowed attention, ``O(N * (window + S))``)
+            or ``"dense"`` (one ``(S+N, S+N)`` mask per layer, ``O(N^2)``): the same
+            function (see the module docstring); a runtime choice, not a weight.
     """
 
     lr_shape: Shape3 = (5, 16, 16)
@@ -158,6 +185,7 @@ class SuperResConfig:
     text_dim: int = 0
     max_text_len: int = 32
     cond_drop_prob: float = 0.1
+    attention: str = "lines"
 
     def __post_init__(self) -> None:
         self.lr_shape = tuple(int(x) for x in self.lr_shape)
@@ -185,6 +213,8 @@ class SuperResConfig:
             )
         if not 0.0 <= self.cond_drop_prob <= 1.0:
             raise KinemaError(f"cond_drop_prob must be in [0, 1], got {self.cond_drop_prob}")
+        if self.attention not in ATTENTION_MODES:
+            raise KinemaError(f"attention must be one of {ATTENTION_MODES}, got {self.attention!r}")
         self.transformer_config()  # validates dims, heads and the 3D rotary split
 
     @property
@@ -268,16 +298,45 @@ def cosine_schedule(progress: torch.Tensor | float) -> torch.Tensor:
     return torch.cos(torch.as_tensor(progress, dtype=torch.float64) * (math.pi / 2))
 
 
+def line_groups(lines: int, n: int, text_len: int) -> int:
+    """Lines per sequence of the line-batched attention: 1 without text, else the largest
+    divisor of ``lines`` that is at most ``ceil(TEXT_AMORTIZE * text_len / n)``."""
+    if not text_len:
+        return 1
+    most = min(lines, max(1, -(-TEXT_AMORTIZE * text_len // n)))
+    return max(g for g in range(1, most + 1) if lines % g == 0)
+
+
+class LineLayout(NamedTuple):
+    """One layer kind's line-batched attention for a batch (see the module docstring).
+
+    With ``G`` sequences per sample of ``g`` lines of ``n`` cells plus the ``S`` text slots
+    (``M = g*n + S``):
+
+    ``index``: ``(G, M)`` long slots of the ``(S+N)`` sequence, video in line order then
+    text; ``inverse``: ``(N,)`` long, where each video cell (raster order) is among the
+    ``G * g*n`` video rows; ``rope``: tables ``(B*G, 1, M, head_dim)``, each token's own 3D
+    position; ``mask``: ``(M, M)`` bool, or ``(B*G, 1, M, M)`` with text padding.
+    """
+
+    index: torch.Tensor
+    inverse: torch.Tensor
+    rope: Rope
+    mask: torch.Tensor
+
+
 class SRCondition(NamedTuple):
     """What stays fixed while decoding one batch (see :meth:`SuperResTransformer.condition`).
 
     ``x``: ``(B, S + N, D)`` text slots, then per high-res cell its parent's low-res
-    embedding plus its phase; ``masks``: one boolean mask per layer, ``(S+N, S+N)`` or
-    ``(B, 1, S+N, S+N)`` with text padding.
+    embedding plus its phase. Attention, by ``config.attention``: ``masks`` (``"dense"``):
+    one boolean mask per layer, ``(S+N, S+N)`` or ``(B, 1, S+N, S+N)`` with text padding;
+    ``lines`` (``"lines"``): one :class:`LineLayout` per layer kind (:data:`LAYER_KINDS`).
     """
 
     x: torch.Tensor
-    masks: list[torch.Tensor]
+    masks: list[torch.Tensor] | None = None
+    lines: list[LineLayout] | None = None
 
 
 class SuperResTransformer(ModelMixin):
@@ -309,8 +368,6 @@ class SuperResTransformer(ModelMixin):
         self.register_buffer(
             "positions", torch.cat([torch.stack([slot] * 3, -1), video]), persistent=False
         )
-        for (name, _), mask in zip(LAYER_KINDS, self._static_masks(), strict=True):
-            self.register_buffer(f"mask_{name}", mask, persistent=False)
         self.reset_parameters()
 
     @torch.no_grad()
@@ -326,32 +383,92 @@ class SuperResTransformer(ModelMixin):
         if self.text is not None:
             self.text.reset_parameters()
 
-    # ------------------------------------------------------------------ attention masks
+    # ------------------------------------------------------------------ attention
     def _static_masks(self) -> list[torch.Tensor]:
         """Vertical, horizontal, temporal ``(S+N, S+N)`` masks: video rows see their window and
         every text slot, text rows see text only."""
         c = self.config
-        st = c.text_len
+        st, device = c.text_len, self.positions.device
         out = []
         for _, axis in LAYER_KINDS:
-            window = window_mask(c.hr_shape, axis, c.windows[axis])
-            mask = torch.zeros(c.seq_len, c.seq_len, dtype=torch.bool, device=window.device)
+            window = window_mask(c.hr_shape, axis, c.windows[axis], device=device)
+            mask = torch.zeros(c.seq_len, c.seq_len, dtype=torch.bool, device=device)
             mask[:, :st] = True
             mask[st:, st:] = window
             out.append(mask)
         return out
 
     def layer_masks(self, text_valid: torch.Tensor | None = None) -> list[torch.Tensor]:
-        """One mask per layer (kinds cycling as :data:`LAYER_KINDS`); with ``text_valid
+        """The dense path's masks: one per layer (kinds cycling as :data:`LAYER_KINDS`),
+        ``(S+N, S+N)`` bool, built on each call (``O(N^2)`` memory); with ``text_valid
         (B, S)`` no slot attends a padding text slot (a padding slot attends itself, so no
         row is empty) and the masks are ``(B, 1, S+N, S+N)``."""
-        kinds = [getattr(self, f"mask_{name}") for name, _ in LAYER_KINDS]
+        kinds = self._static_masks()
         if text_valid is not None:
             n = self.config.num_hr_tokens
             keys = F.pad(text_valid.bool(), (0, n), value=True)  # (B, S+N)
             eye = torch.eye(keys.shape[1], dtype=torch.bool, device=keys.device)
             kinds = [(m & (keys[:, None, :] | eye))[:, None] for m in kinds]
         return [kinds[i % 3] for i in range(self.config.n_layers)]
+
+    def line_layouts(
+        self, batch_size: int, text_valid: torch.Tensor | None = None
+    ) -> list[LineLayout]:
+        """The line path's layouts, one per kind of :data:`LAYER_KINDS`, for a batch of
+        ``batch_size`` (``text_valid (B, S)`` as in :meth:`layer_masks`). Memory
+        ``O(B * (N + S * sequences) * (g*n + S))``."""
+        c = self.config
+        st, device = c.text_len, self.positions.device
+        table = self.transformer.rope(self.positions)  # (1, 1, S+N, head_dim)
+        text = torch.arange(st, device=device)
+        out = []
+        for _, axis in LAYER_KINDS:
+            lines = line_index(c.hr_shape, axis, device=device)  # (L, n) raster cells
+            n_lines, n = lines.shape
+            g = line_groups(n_lines, n, st)
+            video = lines.reshape(n_lines // g, g * n)
+            index = torch.cat([video + st, text.expand(len(video), st)], dim=1)  # (G, M)
+            m, gn = index.shape[1], g * n
+            mask = torch.zeros(m, m, dtype=torch.bool, device=device)
+            mask[:gn, :gn] = window_mask((g, n), 1, c.windows[axis], device=device)
+            mask[:, gn:] = True
+            if text_valid is not None:
+                keys = F.pad(text_valid.to(device=device, dtype=torch.bool), (gn, 0), value=True)
+                eye = torch.eye(m, dtype=torch.bool, device=device)
+                mask = repeat(mask & (keys[:, None] | eye), "b q k -> (b s) 1 q k", s=len(video))
+            cos, sin = (
+                repeat(x[0, 0, index], "s m d -> (b s) 1 m d", b=batch_size)
+                for x in (table.cos, table.sin)
+            )
+            inverse = video.flatten().argsort()
+            out.append(LineLayout(index, inverse, Rope(cos, sin, table.perm), mask))
+        return out
+
+    def _attention(self, batch_size: int, text_valid: torch.Tensor | None) -> dict:
+        if self.config.attention == "dense":
+            return {"masks": self.layer_masks(text_valid)}
+        return {"lines": self.line_layouts(batch_size, text_valid)}
+
+    def _line_layer(self, layer: Block, x: torch.Tensor, layout: LineLayout) -> torch.Tensor:
+        """One block on ``x (B, S+N, D)`` as a batch of line sequences -> ``(B, S+N, D)``."""
+        b, d = x.shape[0], x.shape[-1]
+        st = self.config.text_len
+        seq = rearrange(x[:, layout.index], "b s m d -> (b s) m d")
+        out = rearrange(layer(seq, layout.rope, layout.mask), "(b s) m d -> b s m d", b=b)
+        video = out[:, :, : out.shape[2] - st].reshape(b, -1, d)[:, layout.inverse]
+        # text rows attend text only: every sequence's text rows are the same; keep the first
+        return torch.cat([out[:, 0, out.shape[2] - st :], video], dim=1)
+
+    def _transformer_lines(self, x: torch.Tensor, layouts: list[LineLayout]) -> torch.Tensor:
+        """The core's forward (blocks, final norm) with line-batched attention."""
+        core = self.transformer
+        for i, layer in enumerate(core.layers):
+            layout = layouts[i % len(LAYER_KINDS)]
+            if core.gradient_checkpointing and core.training and torch.is_grad_enabled():
+                x = checkpoint(self._line_layer, layer, x, layout, use_reentrant=False)
+            else:
+                x = self._line_layer(layer, x, layout)
+        return core.norm(x)
 
     # ------------------------------------------------------------------ inputs
     def check_tokens(
@@ -419,9 +536,10 @@ class SuperResTransformer(ModelMixin):
         phase = rearrange(self.phase, "sy sx d -> sy 1 sx d")
         x = rearrange(lr + phase, "b t h sy w sx d -> b (t h sy w sx) d")
         if self.text is None:
-            return SRCondition(x, self.layer_masks())
+            return SRCondition(x, **self._attention(x.shape[0], None))
         tx, valid = self.embed_text(x.shape[0], text, text_mask, drop)
-        return SRCondition(torch.cat([tx.to(x.dtype), x], dim=1), self.layer_masks(valid))
+        x = torch.cat([tx.to(x.dtype), x], dim=1)
+        return SRCondition(x, **self._attention(x.shape[0], valid))
 
     # ------------------------------------------------------------------ forward passes
     def forward(
@@ -447,7 +565,11 @@ class SuperResTransformer(ModelMixin):
         tok = self.hr_embed(tokens_hr.masked_fill(masked, 0))
         tok = torch.where(masked[..., None], self.mask_embed.to(tok.dtype), tok)
         x = cond.x + F.pad(rearrange(tok, "b t h w d -> b (t h w) d"), (0, 0, c.text_len, 0))
-        h = self.transformer(x, self.positions, cond.masks)[:, c.text_len :]
+        if cond.lines is not None:
+            h = self._transformer_lines(x, cond.lines)
+        else:
+            h = self.transformer(x, self.positions, cond.masks)
+        h = h[:, c.text_len :]
         return self.head_lo(h), self.head_hi(h)
 
     # ------------------------------------------------------------------ training

@@ -52,3 +52,27 @@ def window_mask(
     start = (c - w // 2).clamp(0, n - w)
     inside = (c[None, :] >= start[:, None]) & (c[None, :] < start[:, None] + w)
     return inside & (line[None, :] == line[:, None])
+
+
+def line_index(
+    shape: tuple[int, ...], axis: int, *, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """Raster indices of the cells of every line along ``axis`` of a grid.
+
+    A windowed attention along ``axis`` only ever relates cells of one line, so it can run
+    on the lines as a batch: ``x[:, line_index(shape, axis)]`` is ``(B, lines, n, D)`` with
+    ``n = shape[axis]``, and ``window_mask((n,), 0, window)`` (or ``window_mask((g, n), 1,
+    window)`` for ``g`` lines joined in one sequence) is the mask of
+    ``window_mask(shape, axis, window)`` restricted to them.
+
+    Returns:
+        ``(prod(shape) // n, n)`` long: row = line (the other coordinates in raster order),
+        column = coordinate along ``axis``.
+    """
+    shape = tuple(int(s) for s in shape)
+    if not shape or min(shape) < 1:
+        raise KinemaError(f"grid shape must be positive sizes, got {shape}")
+    if not -len(shape) <= axis < len(shape):
+        raise KinemaError(f"axis {axis} is out of range for a {len(shape)}-D grid {shape}")
+    flat = torch.arange(math.prod(shape), device=device).reshape(shape)
+    return flat.movedim(axis, -1).reshape(-1, shape[axis])
