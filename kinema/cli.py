@@ -321,9 +321,19 @@ def tokenizer_encode(
     seed: int = typer.Option(0, help="Dataset seed."),
     batch_size: int = typer.Option(8, min=1, help="Clips per encoder call."),
     shard_size: int = typer.Option(1024, min=1, help="Items per shard file."),
+    controls: str | None = typer.Option(
+        None, help="Also store control-video tokens for stylization: edges,gray."
+    ),
+    audio_codec: str | None = typer.Option(
+        None, help="Audio codec folder: also store the clips' audio tokens (physics has sound)."
+    ),
+    audio_frames: int | None = typer.Option(
+        None, help="--audio-codec: code frames per clip (1-100000; default: the clip's length)."
+    ),
     threads: int | None = typer.Option(None, help="CPU threads (torch.set_num_threads)."),
 ) -> None:
-    """Pre-tokenize a dataset: token (or KL latent) shards plus captions and ground truth."""
+    """Pre-tokenize a dataset: token (or KL latent) shards plus captions and ground truth;
+    with --controls / --audio-codec also the fields of multitask (VideoPoet) training."""
     from kinema.data import BUILTIN
     from kinema.tokenizer import Tokenizer
     from kinema.tokenizer.shards import encode_dataset
@@ -331,7 +341,23 @@ def tokenizer_encode(
     _threads(threads)
     if n is None and dataset in BUILTIN:
         raise ValueError(f"--n is required for the built-in dataset '{dataset}'")
+    if audio_frames is not None and (audio_codec is None or not 1 <= audio_frames <= 100_000):
+        raise KinemaError(
+            f"--audio-frames must be in [1, 100000] with --audio-codec, got {audio_frames}"
+        )
+    names = [c.strip() for c in controls.split(",")] if controls else []
     ds = _dataset(dataset, n or 1, resolution, frames, seed, scenario, split)
+    codec = None
+    if audio_codec is not None:
+        from kinema.audio import AudioCodec
+        from kinema.data.physics_audio import PhysicsAudioVisualDataset
+
+        if dataset != "physics":
+            raise KinemaError(
+                f"--audio-codec needs a dataset with sound (physics), not '{dataset}'"
+            )
+        codec = AudioCodec.from_pretrained(audio_codec).eval()
+        ds = PhysicsAudioVisualDataset(ds)
     tok = Tokenizer.from_pretrained(tokenizer)
     total = n or len(ds)
     source = {
@@ -342,6 +368,7 @@ def tokenizer_encode(
         "resolution": resolution,
         "frames": frames,
         "tokenizer": str(tokenizer),
+        "audio_codec": audio_codec,
     }
     start = time.perf_counter()
     with progress() as bar:
@@ -355,6 +382,9 @@ def tokenizer_encode(
             shard_size=shard_size,
             source=source,
             on_batch=lambda k: bar.advance(task, k),
+            controls=names,
+            codec=codec,
+            audio_frames=audio_frames,
         )
     console.print(f"wrote {total} items to {out} in {time.perf_counter() - start:.1f} s")
 
@@ -470,7 +500,7 @@ def _training_shards(
             if not (shard_dir / INDEX).is_file():
                 tokenizer_encode(
                     entry, shard_dir, tokenizer, n, "all", "id", resolution, frames, seed, 8,
-                    1024, None,
+                    1024, controls=None, audio_codec=None, audio_frames=None, threads=None,
                 )  # fmt: skip
         parts.append(ShardDataset(shard_dir))
     shards = parts[0] if len(parts) == 1 else ConcatShards(parts)
@@ -489,7 +519,17 @@ def train_lm_command(
     ),
     preset_name: str = typer.Option("small", "--preset", help="TokenLM preset."),
     block: str = typer.Option("1x1x16", help="Block shape t x h x w (1x1x1 = next token)."),
-    cond_frames: int = typer.Option(2, help="Given latent frames (2 = 5 video frames)."),
+    cond_frames: int | None = typer.Option(
+        None, help="Given latent frames (default 2 = 5 video frames; not with --tasks)."
+    ),
+    tasks: str | None = typer.Option(
+        None,
+        help="Multitask (VideoPoet) model: TASK:WEIGHT,... e.g. t2v:1,i2v:1,inpaint:1,"
+        "stylize:edges:1,v2a:1 (AGD: one task per step).",
+    ),
+    curriculum: bool = typer.Option(
+        False, help="--tasks: image tasks first (90%), then video (VideoPoet's curriculum)."
+    ),
     label_key: str | None = typer.Option(None, help="Item field to use as class label."),
     num_classes: int = typer.Option(0, help="Classes of --label-key."),
     sets: list[str] = typer.Option([], "--set", help="Override a config field: KEY=VALUE."),
@@ -508,14 +548,42 @@ def train_lm_command(
     seed: int = typer.Option(0, help="Seed."),
     threads: int | None = typer.Option(None, help="CPU threads (torch.set_num_threads)."),
 ) -> None:
-    """Train a next-token / next-block token LM on tokenized clips; export to OUT/model."""
+    """Train a next-token / next-block token LM on tokenized clips; export to OUT/model.
+    With --tasks: one multitask (VideoPoet) model over the shards' video, control and audio
+    tokens (unified vocabulary), trained with alternating gradient descent."""
     from kinema.lm import preset
     from kinema.lm.data import TokenClipDataset
-    from kinema.lm.training import parse_block, train_lm
+    from kinema.lm.training import parse_block, parse_tasks, train_lm
 
     _threads(threads)
     block_shape = parse_block(block)  # check options before encoding anything
+    weights = parse_tasks(tasks) if tasks is not None else None
+    if weights is None and curriculum:
+        raise KinemaError("--curriculum schedules the tasks of --tasks; give --tasks")
+    if weights is not None and cond_frames is not None:
+        raise KinemaError(
+            "--cond-frames: multitask models take given frames through i2v / continuation"
+        )
     shards, tok_source = _training_shards(data, out, tokenizer, n, resolution, frames, seed)
+    train = _train_config(
+        out, steps, batch_size, lr, warmup, precision, ema, save_every, resume, seed
+    )
+    if weights is not None:
+        config, dataset, sampler = _multitask_setup(
+            shards, weights, curriculum, preset_name, block_shape, label_key, num_classes, sets,
+            seed,
+        )  # fmt: skip
+        folder = train_lm(
+            config,
+            dataset,
+            train,
+            tokenizer=tok_source,
+            batch_sampler=sampler,
+            audio_codec=shards.audio_codec if shards.audio else None,
+        )
+        _report_export("model", folder, out)
+        return
+    cond_frames = 2 if cond_frames is None else cond_frames
     dataset = TokenClipDataset(shards, cond_frames, label_key)
     config = preset(
         preset_name,
@@ -526,10 +594,43 @@ def train_lm_command(
         num_classes=num_classes,
         **_parse_sets(sets),
     )
-    train = _train_config(
-        out, steps, batch_size, lr, warmup, precision, ema, save_every, resume, seed
-    )
     _report_export("model", train_lm(config, dataset, train, tokenizer=tok_source), out)
+
+
+def _multitask_setup(
+    shards, weights, curriculum, preset_name, block_shape, label_key, num_classes, sets, seed
+):
+    """Config (unified vocabulary of the shards' tokenizer and audio codec), dataset and AGD
+    batch sampler of `train lm --tasks`."""
+    from kinema.lm import preset
+    from kinema.lm.agd import Curriculum, agd_sampler
+    from kinema.lm.data import MultitaskDataset
+    from kinema.lm.vocab import Vocabulary
+
+    if shards.kind != "tokens":
+        raise KinemaError(f"'{shards.path}' holds continuous latents; --tasks needs token shards")
+    if label_key is not None or num_classes:
+        raise KinemaError("--label-key / --num-classes: not supported with --tasks")
+    audio = shards.audio or {}
+    vocab = Vocabulary(
+        visual_size=shards.vocab_size,
+        audio_levels=audio.get("levels", 0),
+        audio_codebook=audio.get("codebook_size", 0),
+        tasks=tuple(weights),
+    )
+    config = preset(
+        preset_name,
+        vocab_size=vocab.size,
+        latent_shape=shards.item_shape,
+        block_shape=block_shape,
+        cond_frames=0,
+        vocabulary=vocab,
+        audio_frames=audio.get("frames", 0),
+        **_parse_sets(sets),
+    )
+    dataset = MultitaskDataset(shards, config, tuple(weights), seed=seed)
+    sampler = agd_sampler(weights=weights, curriculum=Curriculum() if curriculum else None)
+    return config, dataset, sampler
 
 
 @train_app.command("flow")
@@ -654,12 +755,35 @@ def generate(
     top_k: int | None = typer.Option(None, help="token-lm: keep the k likeliest tokens."),
     top_p: float | None = typer.Option(None, help="token-lm: nucleus sampling mass."),
     fps: float = typer.Option(10.0, help="Frame rate of the output (1-120)."),
+    task: str | None = typer.Option(
+        None,
+        help="Multitask LM: t2v, i2v, continuation, inpaint, outpaint, stylize:edges, v2a "
+        "(v2a also writes OUT.wav).",
+    ),
+    mask: str | None = typer.Option(
+        None, help="inpaint / outpaint: box:y0,x0,y1,x1 or border:N in latent cells."
+    ),
+    extend: int | None = typer.Option(
+        None, help="Token LM: continue the video N more times (long video; 0-16)."
+    ),
+    chain: str | None = typer.Option(
+        None, help="Multitask LM: tasks in sequence, e.g. i2v,stylize:edges (at most 8)."
+    ),
+    upscale: int | None = typer.Option(
+        None, help="Upscale by this factor (2-8) with the super-resolution model --sr-model."
+    ),
+    sr_model: str | None = typer.Option(
+        None,
+        "--sr-model",
+        help="Super-resolution folder (model + lr_tokenizer/ + hr_tokenizer/) for --upscale.",
+    ),
     threads: int | None = typer.Option(None, help="CPU threads (torch.set_num_threads)."),
 ) -> None:
     """Generate a video: text-to-video, image-to-video (--image) or continuation (--video)
-    with a token LM (NBP or NTP) or a pyramid-flow DiT; the shipped model by default."""
-    from kinema.api import generate as generate_videos
-    from kinema.api import select_model
+    with a token LM (NBP or NTP) or a pyramid-flow DiT; the shipped model by default.
+    Multitask LMs also take --task / --chain (inpainting, stylization, video-to-audio, ...);
+    --extend makes long videos, --upscale cascades through a super-resolution model."""
+    from kinema.api import generate_media, select_model
     from kinema.io import WRITE_FORMATS, make_grid, write_video
 
     _threads(threads)
@@ -690,7 +814,7 @@ def generate(
         )
     start = time.perf_counter()
     with lazy_progress(f"generate ({kind})") as report:
-        videos = generate_videos(
+        result = generate_media(
             prompt_arg if prompt_arg is not None else prompt,
             model=folder,
             method=kind,
@@ -708,7 +832,14 @@ def generate(
             top_p=top_p,
             video_steps=_stage_steps(video_steps, "--video-steps"),
             video_guidance_scale=video_guidance,
+            task=task,
+            mask=mask,
+            extend=extend,
+            chain=chain,
+            upscale=upscale,
+            sr_model=sr_model,
         )
+    videos = result.video
     n, t, h, w, _ = videos.shape
     grid_video = make_grid(list(videos), ncols=n, pad_value=128) if n > 1 else videos[0]
     write_video(out, grid_video, fps=fps)
@@ -716,6 +847,27 @@ def generate(
         f"wrote {out} ({n} x {t} frames of {h}x{w}, {kind} model {folder}) "
         f"in {time.perf_counter() - start:.1f} s"
     )
+    if result.audio is not None:
+        for i, wave in enumerate(result.audio):
+            path = out.with_suffix(".wav") if n == 1 else out.with_suffix(f".{i}.wav")
+            write_wav(path, wave, result.sample_rate)
+            console.print(f"wrote {path} ({len(wave) / result.sample_rate:.2f} s)")
+
+
+def write_wav(path: Path, wave, sample_rate: int) -> None:
+    """Mono float samples in [-1, 1] -> 16-bit PCM .wav (atomic)."""
+    import wave as wavefile
+
+    import numpy as np
+
+    from kinema.utils.fs import atomic_file
+
+    pcm = (np.clip(np.asarray(wave, dtype=np.float32), -1, 1) * 32767).round().astype("<i2")
+    with atomic_file(path) as tmp, wavefile.open(str(tmp), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(int(sample_rate))
+        f.writeframes(pcm.tobytes())
 
 
 def _stage_steps(spec: str | None, option: str) -> int | list[int] | None:

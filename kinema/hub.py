@@ -23,6 +23,7 @@ SHIPPED = Path(__file__).parent / "assets" / "models"
 # A generative model's folder keeps the tokenizer that made its training data here, so
 # sampling decodes without being told which tokenizer to use.
 TOKENIZER_DIR = "tokenizer"
+AUDIO_CODEC_DIR = "audio_codec"  # a multitask LM's audio codec (video-to-audio)
 CARD_NAME = "card.json"
 # generation method -> the shipped model used when no model is given; the order is the
 # preference of ``method="auto"``

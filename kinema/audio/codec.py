@@ -345,6 +345,23 @@ class AudioCodec(ModelMixin):
         wave = self.decoder(self.quantizer.indices_to_embedding(codes)).clamp(-1, 1)
         return wave if length is None else wave[..., :length]
 
+    @torch.no_grad()
+    def clip_tokens(self, wave: torch.Tensor, num_frames: int) -> torch.Tensor:
+        """LM tokens ``(B, num_frames * levels)`` of ``wave (B, 1, S)`` padded with silence or
+        cut to ``num_frames`` code frames (a fixed length, so that audio targets of a multitask
+        LM split into whole blocks)."""
+        if num_frames < 1:
+            raise KinemaError(f"num_frames must be >= 1, got {num_frames}")
+        samples = num_frames * self.hop_length
+        wave = wave.float()[..., :samples]
+        wave = F.pad(wave, (0, samples - wave.shape[-1]))
+        return self.codes_to_tokens(self.encode(wave))
+
+    @torch.no_grad()
+    def tokens_to_wave(self, tokens: torch.Tensor) -> torch.Tensor:
+        """LM tokens ``(B, L * levels)`` -> waveform ``(B, 1, L * hop_length)`` in [-1, 1]."""
+        return self.decode(self.tokens_to_codes(tokens))
+
     def codes_to_tokens(self, codes: torch.Tensor) -> torch.Tensor:
         """``(B, L, levels)`` -> ``(B, L * levels)`` LM tokens (see the module docstring)."""
         return codes_to_tokens(codes, self.config.codebook_size)

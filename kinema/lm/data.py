@@ -5,12 +5,15 @@ become ``cond_tokens`` (frame prediction / image-to-video) and the rest the targ
 ``tokens``. A class label comes from an integer field of the item (``label_key``); text
 embeddings from a text encoder applied once per distinct caption (cached).
 
-Multitask (VideoPoet): :class:`TokenizedClips` turns raw clips (video, audio, caption) into
-token fields, and :class:`MultitaskDataset` lays them out as the items of several tasks.
+Multitask (VideoPoet): :class:`MultitaskDataset` lays token clips out as the items of several
+tasks; the clips come from shards written with control and audio tokens (``kinema tokenizer
+encode --controls edges,gray --audio-codec PATH``: no encoder in the training loop) or, for
+small experiments, from :class:`TokenizedClips`, which encodes raw clips on the fly.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import torch
@@ -84,16 +87,17 @@ class MultitaskDataset(Dataset):
     so a batch of one task stacks without padding: draw batches with
     :class:`kinema.lm.agd.AGDBatchSampler`.
 
-    Clip fields: ``tokens (T, h, w)`` visual tokens of the whole clip; ``audio_tokens (A*Q,)``
-    for audio tasks; ``control:NAME (T, h, w)`` for ``stylize:NAME`` (see
-    :class:`TokenizedClips`). Inpaint / outpaint masks are drawn per item from
+    ``clips``: a shard folder (or :class:`~kinema.tokenizer.shards.ShardDataset` /
+    ``ConcatShards``) or any dataset of clip fields: ``tokens (T, h, w)`` visual tokens of
+    the whole clip; ``audio_tokens (A*Q,)`` for audio tasks; ``control:NAME (T, h, w)`` for
+    ``stylize:NAME`` (see :class:`TokenizedClips`). Inpaint / outpaint masks are drawn per item from
     ``(seed, index)`` (:func:`kinema.lm.tasks.random_mask`), the same in every epoch and
     data worker.
     """
 
     def __init__(
         self,
-        clips: Dataset,
+        clips: Dataset | str | os.PathLike,
         config: TokenLMConfig,
         tasks: Sequence[str],
         *,
@@ -101,6 +105,8 @@ class MultitaskDataset(Dataset):
         seed: int = 0,
         text_tasks: Sequence[str] | None = None,
     ) -> None:
+        if isinstance(clips, str | os.PathLike):
+            clips = open_shards(clips)
         self.clips, self.config, self.given, self.seed = clips, config, given, seed
         self.tasks = tuple(tasks)
         self.specs = [get_task(t) for t in self.tasks]
@@ -120,9 +126,13 @@ class MultitaskDataset(Dataset):
         for spec in self.specs:
             for key in _clip_fields(spec):
                 if key not in first:
-                    raise KinemaError(
-                        f"task {spec.name} needs clip field '{key}'; clips have {sorted(first)}"
+                    hint = (
+                        "encode the shards with --audio-codec"
+                        if key == "audio_tokens"
+                        else f"encode the shards with --controls {key.split(':', 1)[1]}"
                     )
+                    raise KinemaError(f"task {spec.name} needs clip field '{key}': {hint}")
+        self.latent_shape = tuple(first["tokens"].shape)
 
     def __len__(self) -> int:
         return len(self.tasks) * self.num_clips
@@ -221,11 +231,7 @@ class TokenizedClips(Dataset):
         for name in self.controls:
             out[f"control:{name}"] = control_tokens(self.tokenizer, video, name)[0]
         if self.codec is not None:
-            samples = self.audio_frames * self.codec.hop_length
-            wave = item["audio"][None].float()[..., :samples]
-            wave = torch.nn.functional.pad(wave, (0, samples - wave.shape[-1]))
-            codes = self.codec.encode(wave)
-            out["audio_tokens"] = self.codec.codes_to_tokens(codes)[0]
+            out["audio_tokens"] = self.codec.clip_tokens(item["audio"][None], self.audio_frames)[0]
         if self.captions is not None:
             out["text"], out["text_mask"] = self.captions(item.get("caption", ""))
         return out

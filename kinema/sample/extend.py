@@ -26,7 +26,7 @@ import torch
 from kinema.errors import KinemaError
 from kinema.lm.controls import control_tokens
 from kinema.lm.model import TokenLM
-from kinema.lm.tasks import default_given, get_task, task_sequence
+from kinema.lm.tasks import default_given, get_task, resolve_mask, task_sequence
 from kinema.sample.decode import generate, generate_task
 
 log = logging.getLogger(__name__)
@@ -169,7 +169,8 @@ def chain(
     Args:
         steps: task names (``"i2v"``, ``"stylize:edges"``, ``"v2a"``, ...) or ``(name,
             options)``; options: ``mask`` (inpaint / outpaint, see
-            :func:`kinema.lm.tasks.resolve_mask`), ``given`` (continuation), ``text`` /
+            :func:`kinema.lm.tasks.resolve_mask`; the tokens it leaves visible are kept as
+            given), ``given`` (continuation), ``text`` /
             ``text_mask`` / ``label`` (override the chain's), and for the step ``"extend"``
             ``times`` (default 1) and ``overlap`` (default half the clip).
         video: ``(B, 3, T, H, W)`` in [-1, 1]: the first visual input (optional).
@@ -222,16 +223,21 @@ def chain(
             if state.audio is None:
                 raise KinemaError(f"step {i} ({name}) needs audio: give audio= or run v2a first")
             inputs["audio"] = state.audio
+        mask = options.pop("mask", None)
         seq = task_sequence(
             c,
             name,
             **inputs,
-            mask=options.pop("mask", None),
+            mask=mask,
             given=options.pop("given", None),
             batch_size=_batch(batch_size, state, inputs),
         )
         _no_options(options, name)
         out = generate_task(model, seq, seed=seed + i, **args)
+        if "masked" in spec.conditions:  # inpaint / outpaint keep the visible tokens as given
+            given = inputs["video"].to(out.device)
+            hidden = resolve_mask(mask, name, given.shape[1:], given.shape[0]).to(out.device)
+            out = torch.where(hidden, out, given)
         state.outputs.append((name, out))
         if seq.modality == "audio":
             state.audio = out

@@ -325,6 +325,16 @@ def _encode_video(
     """The first ``latent_frames`` latent frames of ``video`` (see :func:`generate_video`)
     resized to the latent ``grid (h, w)``: tokens ``(n, t, h, w)`` or latents
     ``(n, C, t, h, w)``; a clip shared by all samples is encoded once."""
+    z = tok.encode(read_clips(tok, video, latent_frames, grid, n))
+    return z.expand(n, *z.shape[1:])
+
+
+def read_clips(
+    tok: Tokenizer, video: Video, latent_frames: int, grid: Sequence[int], n: int
+) -> torch.Tensor:
+    """The first ``1 + ft * (latent_frames - 1)`` frames of ``video`` (a file, uint8
+    ``(T, H, W, 3)`` or ``(n, T, H, W, 3)``) at the pixel size of the latent ``grid (h, w)``
+    -> ``(1 or n, 3, T, H, W)`` in [-1, 1]."""
     ft, fs = tok.config.temporal_compression, tok.config.spatial_compression
     want, size = 1 + ft * (latent_frames - 1), (grid[0] * fs, grid[1] * fs)
     if isinstance(video, np.ndarray):
@@ -340,8 +350,7 @@ def _encode_video(
         clips = read_video(video, num_frames=want, size=size)[None]
     if clips.shape[1] < want:
         raise KinemaError(f"{name} has {clips.shape[1]} frames; this model needs {want}")
-    z = tok.encode(torch.stack([to_tensor(c) for c in clips]))
-    return z.expand(n, *z.shape[1:])
+    return torch.stack([to_tensor(c) for c in clips])
 
 
 def _encode_prompt(
@@ -365,4 +374,12 @@ def _text_encoder(max_len: int):
     return HFTextEncoder(max_length=max_len)
 
 
-__all__ = ["METHODS", "generate_video", "load_lm", "load_model", "model_method", "video_shape"]
+__all__ = [
+    "METHODS",
+    "generate_video",
+    "load_lm",
+    "load_model",
+    "model_method",
+    "read_clips",
+    "video_shape",
+]

@@ -8,6 +8,13 @@ Layout of a shard folder::
                                "positions" (n, T, 2, 2)), stacked
     shard_00000.jsonl          the other fields of each item (caption, labels, params, ...)
 
+Multitask (VideoPoet) fields, optional and listed in ``index.json``: ``"controls"`` names the
+stored control-video tokens ``control:NAME`` (n, t, h, w) (the control of each clip,
+:func:`kinema.lm.controls.control_video`, tokenized by the same tokenizer) and ``"audio"``
+(``levels``, ``codebook_size``, ``frames``, ``sample_rate``) the stored audio codec tokens
+``audio_tokens`` (n, frames * levels) (:meth:`kinema.audio.AudioCodec.clip_tokens`; the
+waveform itself is then not stored). Older folders without these keys read as before.
+
 Shards are written atomically and ``index.json`` last, so a folder with an index is
 complete; an interrupted run restarts from the first missing shard.
 """
@@ -18,7 +25,7 @@ import bisect
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -57,13 +64,29 @@ def encode_dataset(
     autocast: bool = True,
     source: dict | None = None,
     on_batch: Callable[[int], None] | None = None,
+    controls: Sequence[str] = (),
+    codec: torch.nn.Module | None = None,
+    audio_frames: int | None = None,
 ) -> Path:
     """Encode ``dataset[0 : num_items]`` (all by default) into shards in folder ``out``.
 
     Tokens are stored as int16 when the vocabulary fits (else int32), KL latents as
     float16 (normalised: about unit variance). ``source`` is recorded in the index (what
     dataset this was). ``on_batch(n)`` is called after each batch of ``n`` items.
+
+    ``controls``: also store the tokens of these control videos (``control:NAME``) for the
+    stylization tasks. ``codec``: an :class:`~kinema.audio.AudioCodec`; the items' ``audio``
+    ``(1, S)`` is stored as ``audio_tokens`` of ``audio_frames`` code frames (default: the
+    first item's length).
     """
+    from kinema.lm.controls import CONTROLS, control_video
+
+    controls = tuple(controls)
+    unknown = [c for c in controls if c not in CONTROLS]
+    if unknown or len(set(controls)) != len(controls):
+        raise KinemaError(
+            f"controls must be distinct names of {', '.join(CONTROLS)}, got {', '.join(controls)}"
+        )
     out = Path(out)
     n_total = len(dataset) if num_items is None else num_items  # type: ignore[arg-type]
     if not 0 < n_total <= len(dataset):  # type: ignore[arg-type]
@@ -75,6 +98,27 @@ def encode_dataset(
     out.mkdir(parents=True, exist_ok=True)
     tokenizer.eval()
     kind = "tokens" if tokenizer.is_discrete else "latents"
+    if controls and kind != "tokens":
+        raise KinemaError("control-video tokens need a discrete (FSQ / LFQ / VQ) tokenizer")
+    audio = None
+    if codec is not None:
+        first = dataset[0]
+        if not isinstance(first.get("audio"), torch.Tensor):
+            raise KinemaError(
+                "the dataset's items have no audio to encode with the audio codec (use physics: "
+                "its clips have sound)"
+            )
+        frames = audio_frames or codec.num_frames(first["audio"].shape[-1])
+        if frames < 1:
+            raise KinemaError(f"audio_frames must be >= 1, got {frames}")
+        cfg = codec.config
+        audio = {
+            "levels": cfg.levels,
+            "codebook_size": cfg.codebook_size,
+            "frames": frames,
+            "sample_rate": cfg.sample_rate,
+        }
+        codec.eval()
     device = next(tokenizer.parameters()).device
     shards = []
     for s, start in enumerate(range(0, n_total, shard_size)):
@@ -90,11 +134,27 @@ def encode_dataset(
         for b in range(start, stop, batch_size):
             items = [dataset[i] for i in range(b, min(b + batch_size, stop))]
             video = torch.stack([it["video"] for it in items]).to(device)
+            styled = {f"control:{c}": control_video(video, c) for c in controls}
             with torch.autocast(device.type, torch.bfloat16, enabled=autocast):
                 z = tokenizer.encode(video)
-            codes.append(z.to(_token_dtype(tokenizer.vocab_size)) if kind == "tokens" else z.half())
+                styled = {k: tokenizer.encode(v) for k, v in styled.items()}
+            if kind == "tokens":
+                dtype = _token_dtype(tokenizer.vocab_size)
+                codes.append(z.to(dtype))
+                for k, v in styled.items():
+                    tensors.setdefault(k, []).extend(v.to(dtype).cpu())
+            else:
+                codes.append(z.half())
+            drop = {"video"}
+            if audio is not None:
+                wave = torch.stack([it["audio"] for it in items])
+                param = next(codec.parameters())
+                a = codec.clip_tokens(wave.to(param.device), audio["frames"]).cpu()
+                a_dtype = _token_dtype(audio["levels"] * audio["codebook_size"])
+                tensors.setdefault("audio_tokens", []).extend(a.to(a_dtype))
+                drop.add("audio")
             for it in items:
-                rest = {k: v for k, v in it.items() if k != "video"}
+                rest = {k: v for k, v in it.items() if k not in drop}
                 for k, v in rest.items():
                     if isinstance(v, torch.Tensor):
                         tensors.setdefault(k, []).append(v)
@@ -116,6 +176,8 @@ def encode_dataset(
         "vocab_size": tokenizer.vocab_size,
         "tokenizer": {"model_type": type(tokenizer).__name__, **config_to_dict(tokenizer.config)},
         "source": jsonable(source or {}),
+        "controls": list(controls),
+        "audio": audio,
         "shards": shards,
     }
     with atomic_file(out / INDEX) as tmp:
@@ -163,6 +225,21 @@ class ShardDataset(Dataset):
         """The tokenizer (folder or shipped name) that wrote the shards, if recorded."""
         return self.index.get("source", {}).get("tokenizer")
 
+    @property
+    def controls(self) -> tuple[str, ...]:
+        """Names of the stored control-video tokens (``control:NAME`` fields)."""
+        return tuple(self.index.get("controls", ()))
+
+    @property
+    def audio(self) -> dict | None:
+        """Stored audio tokens: ``levels``, ``codebook_size``, ``frames``, ``sample_rate``."""
+        return self.index.get("audio")
+
+    @property
+    def audio_codec(self) -> str | None:
+        """The audio codec (folder) that wrote ``audio_tokens``, if recorded."""
+        return self.index.get("source", {}).get("audio_codec")
+
     def __len__(self) -> int:
         return self.index["num_items"]
 
@@ -185,14 +262,26 @@ class ShardDataset(Dataset):
             item[k] = v[j]
         main = item[self.kind]
         item[self.kind] = main.long() if self.kind == "tokens" else main.float()
+        for k in token_fields(self):
+            item[k] = item[k].long()
         return item
+
+
+# what the folders of one ConcatShards must agree on
+FIELDS = ("kind", "item_shape", "vocab_size", "tokenizer", "controls", "audio", "audio_codec")
+
+
+def token_fields(shards: ShardDataset | ConcatShards) -> list[str]:
+    """The multitask token fields besides ``tokens``: ``control:NAME`` and ``audio_tokens``."""
+    fields = [f"control:{c}" for c in shards.controls]
+    return fields + (["audio_tokens"] if shards.audio else [])
 
 
 class ConcatShards(Dataset):
     """Several shard folders of one tokenizer read as one dataset (e.g. physics + shapes).
 
-    Exposes what the training datasets read from :class:`ShardDataset` (``kind``,
-    ``item_shape``, ``vocab_size``, ``tokenizer``); the folders must agree on all of them.
+    Exposes what the training datasets read from :class:`ShardDataset` (:data:`FIELDS`);
+    the folders must agree on all of them.
     """
 
     def __init__(self, parts: list[ShardDataset]) -> None:
@@ -200,7 +289,7 @@ class ConcatShards(Dataset):
             raise KinemaError("ConcatShards needs at least one shard folder")
         first = parts[0]
         for p in parts[1:]:
-            for what in ("kind", "item_shape", "vocab_size", "tokenizer"):
+            for what in FIELDS:
                 if getattr(p, what) != getattr(first, what):
                     raise KinemaError(
                         f"shard folders '{first.path}' and '{p.path}' differ in {what} "
@@ -211,6 +300,8 @@ class ConcatShards(Dataset):
         self.path = Path(", ".join(str(p.path) for p in parts))
         self.kind, self.item_shape = first.kind, first.item_shape
         self.vocab_size, self.tokenizer = first.vocab_size, first.tokenizer
+        self.controls, self.audio = first.controls, first.audio
+        self.audio_codec = first.audio_codec
         self.starts = [sum(len(p) for p in parts[:i]) for i in range(len(parts))]
 
     def __len__(self) -> int:
