@@ -957,6 +957,25 @@ def serve(
     serve_app(model or None, host=host, port=port)
 
 
+@app.command()
+def gallery(
+    out: Path = typer.Option(Path("docs/gallery"), "--out", help="Folder of the GIFs."),
+    model: list[str] = typer.Option(
+        [],
+        "--model",
+        metavar="METHOD=PATH",
+        help="Model of a method (nbp, ntp, pyramid-flow); repeatable (default: the shipped one).",
+    ),
+    threads: int | None = typer.Option(None, help="CPU threads (torch.set_num_threads)."),
+) -> None:
+    """README gallery: GIFs per method and prompt (fixed seed) + a gallery.md snippet of links."""
+    from kinema.gallery import make_gallery
+
+    _threads(threads)
+    page, items = make_gallery(out, model)
+    console.print(f"wrote {len(items)} GIFs and {page}", soft_wrap=True, highlight=False)
+
+
 @eval_app.command("physics")
 def eval_physics(
     model: str | None = typer.Option(

@@ -9,6 +9,7 @@ from kinema.errors import KinemaError
 
 BENCHMARKS = {
     "decode": "kinema.bench.decode",
+    "generate": "kinema.bench.generate",
     "physics-floor": "kinema.bench.physics_floor",
     "pyramid": "kinema.bench.pyramid",
     "tokenizer-speed": "kinema.bench.tokenizer_speed",
