@@ -167,7 +167,8 @@ def generate_media(
         upscale: spatial factor of a cascade through the super-resolution model ``sr_model``
             (a folder with the :class:`~kinema.lm.superres.SuperResTransformer` and its two
             tokenizers in ``lr_tokenizer/`` and ``hr_tokenizer/``, :func:`load_superres`);
-            it must be that model's factor, and each output clip its low-res geometry.
+            it must be that model's factor and each output frame its low-res frame size;
+            a longer video (``extend``) is upscaled in clips of the model's length.
         options: passed to :func:`~kinema.sample.video.generate_video`: ``label``
             (class-conditioned models); token LM ``temperature``, ``top_k``, ``top_p``;
             pyramid flow ``video_steps``, ``video_guidance_scale``, ``cond_frames``.
@@ -356,12 +357,7 @@ def _run_tasks(
         out.tokens = state.tokens.cpu().numpy()
     if state.audio is not None and codec is not None:
         param = next(codec.parameters())
-        # sampling covers the whole audio id range; a token of another RVQ level at a position
-        # (an under-trained model) is read as the same code of the position's level
-        levels, k = codec.config.levels, codec.config.codebook_size
-        level = torch.arange(state.audio.shape[-1], device=state.audio.device) % levels
-        tokens = state.audio % k + level * k
-        wave = codec.tokens_to_wave(tokens.to(param.device))[:, 0].float().cpu().numpy()
+        wave = codec.tokens_to_wave(state.audio.to(param.device))[:, 0].float().cpu().numpy()
         out.audio, out.sample_rate = wave, codec.config.sample_rate
     return out
 

@@ -166,6 +166,14 @@ def test_generate_upscale(model, tok, clip, tmp_path):
     assert res.exit_code == 0, res.output
     info = probe(out, count=True)
     assert (info.frames, info.width, info.height) == (5, 64, 64)
+    out = tmp_path / "long-up.mp4"  # 13 frames: 2.6 clips of the SR model, upscaled in 3
+    res = invoke(
+        "generate", "--model", model, "--task", "i2v", "--video", clip[0], "--extend", 2,
+        "--upscale", 2, "--sr-model", folder, "--out", out,
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    info = probe(out, count=True)
+    assert (info.frames, info.width, info.height) == (13, 64, 64)
 
 
 @pytest.mark.parametrize(

@@ -451,6 +451,47 @@ def test_decoding_samples_only_the_target_modality(task):
     assert ((probe < lo) | (probe >= hi)).any()
 
 
+def test_position_ranges_follow_the_audio_levels():
+    v = VOCAB  # 2 levels of 8 codes
+    a = v.audio_offset
+    r = v.position_ranges("audio", (8,))
+    assert r.tolist() == [[a + 8 * (j % 2), a + 8 * (j % 2) + 8] for j in range(8)]
+    assert v.position_ranges("video", (2, 4, 4)).shape == (2, 4, 4, 2)
+    assert (v.position_ranges("video", (2, 4, 4)) == torch.tensor(v.id_range("video"))).all()
+    with pytest.raises(KinemaError, match="whole frames"):
+        v.position_ranges("audio", (7,))
+
+
+@pytest.mark.parametrize("block_shape", [(1, 1, 1), (1, 1, 4), (1, 2, 2)])
+@pytest.mark.parametrize("sampling", [{}, {"temperature": 0}, {"top_k": 3, "top_p": 0.9}])
+def test_audio_tokens_keep_the_level_of_their_position(block_shape, sampling):
+    from kinema.audio.codec import tokens_to_codes
+
+    m = model(block_shape=block_shape)
+    cfg = m.config
+    q, k = VOCAB.audio_levels, VOCAB.audio_codebook
+    a = VOCAB.audio_offset
+    with torch.no_grad():  # make the whole-range sampler prefer level 1 everywhere
+        m.head.weight[a + k :] *= 50
+    x = inputs(cfg)
+    x.pop("audio")
+    seq = task_sequence(cfg, "v2a", **x)
+    level = torch.arange(cfg.audio_frames * q) % q
+    for seed in range(12):
+        guided = {"cfg_scale": 2.0, **text(cfg)} if seed % 2 else {}
+        raw = generate_task(m, seq, seed=seed, **sampling, **guided)  # (B, A * Q)
+        assert raw.shape == (B, cfg.audio_frames * q)
+        assert (raw >= level * k).all() and (raw < (level + 1) * k).all()
+        tokens_to_codes(raw, q, k)  # decodable
+    x = inputs(cfg)
+    x.pop("video")
+    seq = task_sequence(cfg, "a2v", **x)
+    for seed in range(4):
+        raw = generate_task(m, seq, seed=seed, **sampling)
+        assert raw.shape == (B, *cfg.latent_shape)
+        assert raw.min() >= 0 and raw.max() < VOCAB.visual_size
+
+
 # ---------------------------------------------------------------------- dataset
 class Clips(torch.utils.data.Dataset):
     def __init__(self, cfg, n: int = 5):

@@ -620,12 +620,42 @@ def test_upscale_video_runs_end_to_end_with_untrained_models():
     out = upscale_video(model, lr_tok, hr_tok, video, steps=4, seed=0)
     assert out.dtype == np.uint8 and out.shape == (5, 64, 64, 3)
     assert np.array_equal(out, upscale_video(model, lr_tok, hr_tok, video, steps=4, seed=0))
-    with pytest.raises(KinemaError, match="give 5 frames at 32x32") as e:
+    with pytest.raises(KinemaError, match="give frames at 32x32") as e:
         upscale_video(model, lr_tok, hr_tok, video[:, :16], steps=4)
     one_line(e)
     with pytest.raises(KinemaError, match="1024") as e:
         upscale_video(model, hr_tok, hr_tok, video)
     one_line(e)
+    with pytest.raises(KinemaError, match="T >= 1") as e:
+        upscale_video(model, lr_tok, hr_tok, video[:0])
+    one_line(e)
+
+
+def test_upscale_video_cuts_a_long_video_into_clips():
+    from kinema.tokenizer import Tokenizer
+    from kinema.tokenizer import preset as tok_preset
+
+    torch.manual_seed(0)
+    lr_tok = Tokenizer(tok_preset("tiny", base_channels=8, fsq_levels=(4, 4, 4))).eval()
+    hr_tok = Tokenizer(tok_preset("tiny-lfq", base_channels=8)).eval()
+    model = build(lr_vocab_size=64, hr_vocab_size=1024)  # clips of 5 frames (t = 2, ft = 4)
+    rng = np.random.default_rng(0)
+    clip = rng.integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
+    video = np.concatenate([clip, rng.integers(0, 256, (7, 32, 32, 3), dtype=np.uint8)])
+    out = upscale_video(model, lr_tok, hr_tok, video, steps=4, temperature=0)  # 2.4 clips
+    assert out.dtype == np.uint8 and out.shape == (12, 64, 64, 3)
+    # each clip is upscaled on its own: the first one as if it were the whole video
+    alone = upscale_video(model, lr_tok, hr_tok, clip, steps=4, temperature=0)
+    np.testing.assert_allclose(out[:5].astype(int), alone.astype(int), atol=1)
+    # the last clip is padded with its last frame and trimmed
+    last = np.concatenate([video[10:], np.repeat(video[-1:], 3, axis=0)])
+    tail = upscale_video(model, lr_tok, hr_tok, last, steps=4, temperature=0)
+    np.testing.assert_allclose(out[10:].astype(int), tail[:2].astype(int), atol=1)
+    assert upscale_video(model, lr_tok, hr_tok, video[:1], steps=4).shape == (1, 64, 64, 3)
+    text_model = build(lr_vocab_size=64, hr_vocab_size=1024, text_dim=4)
+    text = {"text": torch.randn(1, 8, 4), "text_mask": torch.ones(1, 8, dtype=torch.bool)}
+    out = upscale_video(text_model, lr_tok, hr_tok, video, steps=2, guidance=2.0, **text)
+    assert out.shape == (12, 64, 64, 3)
 
 
 def test_config_round_trips_through_json():

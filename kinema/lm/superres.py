@@ -802,18 +802,24 @@ def upscale_video(
     video: np.ndarray,
     **decode,
 ) -> np.ndarray:
-    """Upscale a clip: encode with ``lr_tokenizer``, :func:`upsample` the tokens, decode with
-    ``hr_tokenizer``.
+    """Upscale a video: encode with ``lr_tokenizer``, :func:`upsample` the tokens, decode with
+    ``hr_tokenizer``, in consecutive clips of the model's length.
+
+    The model's ``lr_shape`` covers ``F = 1 + ft * (t - 1)`` frames (``ft``: the low-res
+    tokenizer's temporal compression). A video of any length is cut into clips of ``F``
+    frames, the last one padded by repeating the last frame; the clips are upscaled as one
+    batch, joined and trimmed to the video's length (an extended video upscales whole).
 
     Args:
-        video: uint8 ``(T, H, W, 3)`` at the low-res tokenizer's geometry for the model's
-            ``lr_shape``.
+        video: uint8 ``(T, H, W, 3)``, ``T >= 1``, at the low-res tokenizer's frame size for
+            the model's ``lr_shape``.
         decode: keyword arguments of :func:`upsample` (``steps``, ``temperature``, ``seed``,
-            ``text``, ``guidance``, ...).
+            ``text``, ``guidance``, ...); ``text`` / ``text_mask`` of batch 1, used for
+            every clip.
 
     Returns:
         uint8 ``(T', H', W', 3)``: the high-res tokenizer's decoding of the predicted tokens
-        (``H' = s * H`` when both tokenizers compress space alike).
+        (``T' = T`` and ``H' = s * H`` when both tokenizers compress alike).
     """
     from kinema.io import to_tensor, to_uint8
 
@@ -829,23 +835,45 @@ def upscale_video(
                 f"the {name} tokenizer has {tok.vocab_size} codes but the super-resolution "
                 f"model expects {vocab}"
             )
-    if not isinstance(video, np.ndarray) or video.dtype != np.uint8 or video.ndim != 4:
-        raise KinemaError(f"video must be a uint8 (T, H, W, 3) array, got {_describe(video)}")
+    if (
+        not isinstance(video, np.ndarray)
+        or video.dtype != np.uint8
+        or video.ndim != 4
+        or not video.shape[0]
+    ):
+        raise KinemaError(
+            f"video must be a uint8 (T, H, W, 3) array with T >= 1, got {_describe(video)}"
+        )
     cfg = lr_tokenizer.config
-    got = cfg.latent_shape(*video.shape[:3])
+    t, h, w = c.lr_shape
+    ft, fs = cfg.temporal_compression, cfg.spatial_compression
+    clip = 1 + ft * (t - 1)  # frames of one low-res clip
+    got = cfg.latent_shape(clip, *video.shape[1:3])
     if got != c.lr_shape:
-        t, h, w = c.lr_shape
-        ft, fs = cfg.temporal_compression, cfg.spatial_compression
         raise KinemaError(
             f"video {video.shape[0]}x{video.shape[1]}x{video.shape[2]} (frames x H x W) gives "
-            f"low-res tokens {got}; the model needs {c.lr_shape}: give "
-            f"{1 + ft * (t - 1)} frames at {fs * h}x{fs * w}"
+            f"low-res tokens of {got[1]}x{got[2]} per frame; the model needs {h}x{w}: give "
+            f"frames at {fs * h}x{fs * w} (any number; upscaled in clips of {clip})"
         )
+    frames = video.shape[0]
+    chunks = -(-frames // clip)
+    pad = chunks * clip - frames
+    if pad:
+        video = np.concatenate([video, np.repeat(video[-1:], pad, axis=0)])
+    for key in ("text", "text_mask"):
+        cond = decode.get(key)
+        if cond is not None and chunks > 1:
+            if cond.shape[0] != 1:
+                raise KinemaError(f"{key} must have batch 1 (one video), got {tuple(cond.shape)}")
+            decode[key] = cond.expand(chunks, *cond.shape[1:])
     param = next(lr_tokenizer.parameters())
-    x = to_tensor(video)[None].to(device=param.device, dtype=param.dtype)
-    tokens_hr = upsample(sr_model, lr_tokenizer.encode(x), **decode)
+    x = rearrange(to_tensor(video), "c (k f) h w -> k c f h w", f=clip)
+    x = x.to(device=param.device, dtype=param.dtype)
+    tokens_hr = upsample(sr_model, lr_tokenizer.encode(x), **decode)  # (chunks, t, s*h, s*w)
     out = hr_tokenizer.decode(tokens_hr.to(next(hr_tokenizer.parameters()).device))
-    return to_uint8(out[0].clamp(-1.0, 1.0))
+    per_clip = out.shape[2]  # frames of one high-res clip
+    out = rearrange(out, "k c f h w -> c (k f) h w")[:, : frames * per_clip // clip]
+    return to_uint8(out.clamp(-1.0, 1.0))
 
 
 # ---------------------------------------------------------------------- helpers

@@ -133,6 +133,23 @@ class Vocabulary:
             return self.audio_offset, self.size
         raise KinemaError(f"unknown modality {modality!r}; valid: {', '.join(MODALITIES)}")
 
+    def position_ranges(self, modality: str, shape: tuple[int, ...]) -> torch.Tensor:
+        """``(*shape, 2)`` long: the ``[lo, hi)`` ids a token of ``modality`` may take at each
+        position of a raw token array of ``shape``. Video: the visual range everywhere;
+        audio ``(A * Q,)`` (frame-major, see :func:`kinema.audio.codes_to_tokens`): position
+        ``j`` holds RVQ level ``q = j % Q``, ids ``[a + q * K, a + (q + 1) * K)``."""
+        lo, hi = self.id_range(modality)
+        if modality == "video":
+            return torch.tensor([lo, hi]).expand(*shape, 2)
+        if len(shape) != 1 or shape[0] % self.audio_levels:
+            raise KinemaError(
+                f"audio tokens are (A * {self.audio_levels},) (whole frames of "
+                f"{self.audio_levels} levels), got shape {tuple(shape)}"
+            )
+        level = torch.arange(shape[0]) % self.audio_levels
+        start = lo + level * self.audio_codebook
+        return torch.stack([start, start + self.audio_codebook], dim=-1)
+
     def begin(self, modality: str) -> int:
         """``<bov>`` / ``<boa>``."""
         self.id_range(modality)

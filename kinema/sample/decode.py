@@ -7,7 +7,8 @@ next-token decoding; ``L = 16`` needs 16x fewer steps.
 
 :func:`generate` decodes the config's layout (class / text / conditioning frames ->
 video); :func:`generate_task` decodes a multitask layout (:mod:`kinema.lm.tasks`), sampling
-only ids of the target modality. Both run the same loop, :func:`decode_blocks`.
+at each target position only the ids it may hold (the target modality's; for audio, the
+RVQ level of the position). Both run the same loop, :func:`decode_blocks`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import logging
 from collections.abc import Callable
 
 import torch
-from einops import repeat
+from einops import rearrange, repeat
 
 from kinema.errors import KinemaError
 from kinema.lm.model import TokenLM
@@ -26,8 +27,9 @@ from kinema.sample.sampling import sample_logits
 
 logger = logging.getLogger(__name__)
 
-# callback(block_index, logits (B, L, V) fp32 after guidance, tokens (B, L) long); with an
-# id range (generate_task) the logits cover only that range: (B, L, hi - lo)
+# callback(block_index, logits (B, L, V) fp32 after guidance, tokens (B, L) long); with id
+# ranges (generate_task) the logits cover only the head rows [lo, hi) that any position may
+# take, (B, L, hi - lo), before the per-position restriction (e.g. audio levels)
 Callback = Callable[[int, torch.Tensor, torch.Tensor], None]
 
 
@@ -130,9 +132,11 @@ def generate_task(
 
     ``seq`` from :func:`kinema.lm.tasks.task_sequence` (its ``target`` is ignored);
     ``label`` / ``text`` / ``text_mask`` and the sampling options as in :func:`generate`.
-    Sampling is restricted to the target modality's id range of the vocabulary (the logits
-    given to ``callback`` cover only that range). Guidance's null condition keeps the task
-    marker and replaces the prefix's visual / audio tokens by ``<null>``.
+    Sampling is restricted per position to the ids it may hold
+    (:meth:`~kinema.lm.vocab.Vocabulary.position_ranges`: the target modality's range; for
+    audio, the range of the position's RVQ level), so the output is always decodable; the
+    logits given to ``callback`` cover the modality's range. Guidance's null condition keeps
+    the task marker and replaces the prefix's visual / audio tokens by ``<null>``.
     """
     vocab = model.config.vocabulary
     if vocab is None:
@@ -143,7 +147,9 @@ def generate_task(
             f"{model.config.block_shape}"
         )
     b = seq.batch_size
-    lo, hi = vocab.id_range(seq.modality)
+    ranges = vocab.position_ranges(seq.modality, tuple(seq.target_shape))  # (*target, 2)
+    ranges = seq.to_blocks(rearrange(ranges, "... two -> two ..."))  # (2, n, L) block order
+    ranges = rearrange(ranges, "two n l -> n l two")
     blocks = decode_blocks(
         model,
         b,
@@ -152,7 +158,7 @@ def generate_task(
         cond=dict(label=label, text=text, text_mask=text_mask),
         prefix_ids=seq.prefix_ids,
         start_id=torch.full((b,), seq.start_id, dtype=torch.long),
-        id_range=(lo, hi),
+        id_ranges=ranges,
         temperature=temperature,
         top_k=top_k,
         top_p=top_p,
@@ -176,7 +182,7 @@ def decode_blocks(
     prefix_ids: torch.Tensor | None = None,
     start_id: torch.Tensor | None = None,
     given: torch.Tensor | None = None,
-    id_range: tuple[int, int] | None = None,
+    id_ranges: torch.Tensor | None = None,
     temperature: float = 1.0,
     top_k: int | None = None,
     top_p: float | None = None,
@@ -191,8 +197,10 @@ def decode_blocks(
     ``positions (N, 3)`` of the whole layout; ``cond`` the :meth:`TokenLM.embed_prefix`
     conditions (batch ``B``); ``prefix_ids (B, Pt)`` / ``start_id (B,)``: multitask prefix
     tokens and target begin token; ``given (B, k, L)``: leading blocks that are prefilled and
-    returned unchanged; ``id_range = (lo, hi)``: sample only ids in ``[lo, hi)`` (the head is
-    evaluated on those rows only). The other options as in :func:`generate`.
+    returned unchanged; ``id_ranges (n, L, 2)`` long: sample at slot ``l`` of block ``i`` only
+    ids in ``[id_ranges[i, l, 0], id_ranges[i, l, 1])`` (the head is evaluated on the rows
+    any slot may take, other ids of a slot are masked to ``-inf``). The other options as in
+    :func:`generate`.
     """
     c = model.config
     if dtype is not None:
@@ -204,8 +212,17 @@ def decode_blocks(
     guided = cfg_scale is not None
     b, big = batch_size, 2 * batch_size if guided else batch_size
     blen, n = c.block_len, num_blocks
-    lo, hi = id_range if id_range is not None else (0, c.vocab_size)
-    head = model.head if id_range is None else _head_rows(model.head.weight, lo, hi)
+    lo, hi, head, bounds = 0, c.vocab_size, model.head, None
+    if id_ranges is not None:
+        if tuple(id_ranges.shape) != (n, blen, 2):
+            raise KinemaError(
+                f"id_ranges must be (n={n}, L={blen}, 2), got {tuple(id_ranges.shape)}"
+            )
+        lo, hi = int(id_ranges[..., 0].min()), int(id_ranges[..., 1].max())
+        head = _head_rows(model.head.weight, lo, hi)
+        bounds = (id_ranges - lo).to(device)  # (n, L, 2) into the head rows
+        if bool((bounds[..., 0] == 0).all() and (bounds[..., 1] == hi - lo).all()):
+            bounds = None  # every slot takes every head row: nothing to mask
 
     def rows(x: torch.Tensor | None) -> torch.Tensor | None:
         """Conditional rows on the model's device, repeated for the unconditional half."""
@@ -250,7 +267,11 @@ def decode_blocks(
             logits = logits.float()  # (big, L, hi - lo)
             if guided:
                 logits = cfg_combine(logits, cfg_scale)
-            tokens = sample_logits(logits, temperature, top_k, top_p, generator) + lo  # (B, L)
+            if bounds is None:
+                tokens = sample_logits(logits, temperature, top_k, top_p, generator)
+            else:
+                tokens = _sample_within(logits, bounds[step], temperature, top_k, top_p, generator)
+            tokens = tokens + lo  # (B, L)
             out[:, step] = tokens
             if callback is not None:
                 callback(step, logits, tokens)
@@ -263,6 +284,27 @@ def decode_blocks(
         model.clear_caches()
         model.train(was_training)
     return out
+
+
+def _sample_within(
+    logits: torch.Tensor,
+    bounds: torch.Tensor,
+    temperature: float,
+    top_k: int | None,
+    top_p: float | None,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    """Sample ``logits (B, L, V)`` with slot ``l`` restricted to ``[bounds[l, 0], bounds[l, 1])``
+    (``bounds (L, 2)``) -> ``(B, L)`` long. The restriction is applied after guidance (its
+    difference of ``-inf`` logits would be NaN) and before top-k / top-p."""
+    ids = torch.arange(logits.shape[-1], device=logits.device)
+    lo, hi = bounds[:, :1], bounds[:, 1:]  # (L, 1)
+    outside = (ids < lo) | (ids >= hi)  # (L, V)
+    tokens = sample_logits(
+        logits.masked_fill(outside, float("-inf")), temperature, top_k, top_p, generator
+    )
+    # sample_logits clamps a CDF overshoot (float rounding) to the last id; keep it in range
+    return tokens.clamp(lo[:, 0], hi[:, 0] - 1)
 
 
 def _head_rows(weight: torch.Tensor, lo: int, hi: int) -> Callable[[torch.Tensor], torch.Tensor]:
