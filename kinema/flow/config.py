@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 from kinema.errors import KinemaError
 from kinema.flow.pyramid import PyramidSchedule
-from kinema.nn.transformer import TransformerConfig, core_config
+from kinema.nn.transformer import CoreFields, TransformerConfig, core_config
 
 
 @dataclass
-class FlowConfig:
+class FlowConfig(CoreFields):
     """Hyper-parameters of :class:`kinema.flow.dit.PyramidDiT`.
 
     Attributes:
@@ -41,19 +41,12 @@ class FlowConfig:
     stages: int = 3
     frames: int = 5
     resolution: int = 16
-    # transformer core
+    # transformer core (the other core fields: CoreFields defaults)
     dim: int = 384
     n_layers: int = 6
     n_heads: int = 6
-    n_kv_heads: int | None = None
-    head_dim: int | None = None
-    mlp_hidden: int | None = None
-    multiple_of: int = 256
     norm_eps: float = 1e-6
-    rope_theta: float = 10000.0
-    rope_axes_dim: tuple[int, int, int] | None = None
     qk_norm: bool = True
-    init_std: float = 0.02
     timestep_dim: int = 256
     # conditioning
     text_dim: int = 384

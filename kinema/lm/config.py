@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from kinema.errors import KinemaError
 from kinema.lm.blocks import check_tiling
 from kinema.lm.vocab import Vocabulary
-from kinema.nn.transformer import TransformerConfig, core_config
+from kinema.nn.transformer import CoreFields, TransformerConfig, core_config
 
 
 @dataclass
-class TokenLMConfig:
+class TokenLMConfig(CoreFields):
     """Hyper-parameters of :class:`kinema.lm.TokenLM`.
 
     Sequence: ``[prefix | start block | video blocks 0..n-2]`` predicting blocks ``0..n-1``,
@@ -48,19 +48,10 @@ class TokenLMConfig:
     vocab_size: int = 4375
     latent_shape: tuple[int, int, int] = (5, 16, 16)
     block_shape: tuple[int, int, int] = (1, 1, 16)
-    # transformer core
+    # transformer core (the other core fields: CoreFields defaults)
     dim: int = 384
     n_layers: int = 6
     n_heads: int = 6
-    n_kv_heads: int | None = None
-    head_dim: int | None = None
-    mlp_hidden: int | None = None
-    multiple_of: int = 256
-    norm_eps: float = 1e-5
-    rope_theta: float = 10000.0
-    rope_axes_dim: tuple[int, int, int] | None = None
-    qk_norm: bool = False
-    init_std: float = 0.02
     # prefix
     num_classes: int = 0
     text_dim: int = 0

@@ -79,7 +79,7 @@ from kinema.modeling import ModelMixin
 from kinema.nn.block import Block
 from kinema.nn.rotary import Rope, grid_positions
 from kinema.nn.text import TextSlots
-from kinema.nn.transformer import Transformer, TransformerConfig, core_config
+from kinema.nn.transformer import CoreFields, Transformer, TransformerConfig, core_config
 from kinema.nn.window import line_index, window_mask
 from kinema.sample.guidance import cfg_combine
 from kinema.sample.sampling import sample_logits
@@ -144,7 +144,7 @@ class FactorizedEmbedding(nn.Module):
 
 
 @dataclass
-class SuperResConfig:
+class SuperResConfig(CoreFields):
     """Geometry and size of a :class:`SuperResTransformer`.
 
     Attributes:
@@ -168,19 +168,10 @@ class SuperResConfig:
     lr_vocab_size: int = 4375
     hr_vocab_size: int = 4375
     windows: Shape3 = (5, 8, 8)
-    # transformer core
+    # transformer core (the other core fields: CoreFields defaults)
     dim: int = 256
     n_layers: int = 6
     n_heads: int = 4
-    n_kv_heads: int | None = None
-    head_dim: int | None = None
-    mlp_hidden: int | None = None
-    multiple_of: int = 256
-    norm_eps: float = 1e-5
-    rope_theta: float = 10000.0
-    rope_axes_dim: tuple[int, int, int] | None = None
-    qk_norm: bool = False
-    init_std: float = 0.02
     # text
     text_dim: int = 0
     max_text_len: int = 32

@@ -108,12 +108,30 @@ class TransformerConfig:
         return self.mlp_hidden or llama_hidden_dim(self.dim, self.multiple_of)
 
 
-def core_config(model_config: object, **overrides) -> TransformerConfig:
-    """The :class:`TransformerConfig` of a model config that repeats the core's fields
-    (``dim``, ``n_layers``, ``n_heads``, ...): same-named fields are copied, ``overrides``
-    set the rest (e.g. ``rope="3d"``, ``max_seq_len``)."""
-    names = {f.name for f in dataclasses.fields(TransformerConfig)}
-    values = {n: getattr(model_config, n) for n in names if hasattr(model_config, n)}
+@dataclass
+class CoreFields:
+    """The transformer-core fields every model config carries (meaning as in
+    :class:`TransformerConfig`); a model config subclasses this, redeclaring only the
+    defaults it changes, and :func:`core_config` turns it into the core's config."""
+
+    dim: int = 256
+    n_layers: int = 4
+    n_heads: int = 4
+    n_kv_heads: int | None = None
+    head_dim: int | None = None
+    mlp_hidden: int | None = None
+    multiple_of: int = 256
+    norm_eps: float = 1e-5
+    rope_theta: float = 10000.0
+    rope_axes_dim: tuple[int, int, int] | None = None
+    qk_norm: bool = False
+    init_std: float = 0.02
+
+
+def core_config(model_config: CoreFields, **overrides) -> TransformerConfig:
+    """The :class:`TransformerConfig` of a model config: its :class:`CoreFields` plus
+    ``overrides`` (e.g. ``rope="3d"``, ``max_seq_len``)."""
+    values = {f.name: getattr(model_config, f.name) for f in dataclasses.fields(CoreFields)}
     return TransformerConfig(**{**values, **overrides})
 
 
