@@ -142,3 +142,16 @@ def test_bf16_weights_decode_like_the_bf16_full_forward():
     # bf16 cached vs bf16 full forward: same math, different accumulation order
     assert (logits - full).abs().max() < 0.1 * full.abs().max()
     assert (logits.argmax(-1) == full.argmax(-1)).float().mean() > 0.9
+
+
+def test_packed_bf16_weights_decode_exactly_like_plain_bf16(monkeypatch):
+    import kinema.nn.packed as packed
+
+    model = build(**COND, latent_shape=(2, 4, 4), block_shape=(1, 1, 4))
+    cond = condition(model)
+    tokens, logits, _ = run(model, 2, **cond, seed=0, dtype=torch.bfloat16)
+    if not packed.packing_available(model.head.weight):
+        pytest.skip("oneDNN bf16 packing is not available on this CPU")
+    monkeypatch.setattr(packed, "packing_available", lambda weight: False)
+    plain_tokens, plain_logits, _ = run(model, 2, **cond, seed=0, dtype=torch.bfloat16)
+    assert torch.equal(tokens, plain_tokens) and torch.equal(logits, plain_logits)

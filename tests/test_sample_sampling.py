@@ -7,6 +7,7 @@ import torch
 
 from kinema.errors import KinemaError
 from kinema.sample import cfg_combine, filter_logits, sample_logits
+from kinema.sample.sampling import sample_cdf
 
 
 def rand_logits(*shape, seed=0, scale=3.0):
@@ -59,6 +60,24 @@ def test_sampled_frequencies_follow_the_filtered_softmax():
         expected = filter_logits(logits / temperature, top_k, top_p).softmax(-1)
         assert (freq - expected).abs().max() < 0.012, (temperature, top_k, top_p, freq)
         assert (freq[expected == 0] == 0).all()
+
+
+def test_two_level_cdf_is_the_one_level_inverse_cdf():
+    # V = 700 spans three 256-id chunks (the last one padded); whole chunks and scattered ids
+    # are masked. With the same uniform numbers, the two-level search must pick the id the
+    # brute-force search over the full running sum picks.
+    n, v = 4000, 700
+    logits = rand_logits(n, v, seed=3)
+    logits[:, 256:512] = float("-inf")  # a whole chunk without mass
+    logits[:, ::7] = float("-inf")
+    logits[:, 699] = float("-inf")  # the last real id, before the padding
+    draws = sample_cdf(logits, gen(5))
+    u = torch.rand(n, 1, generator=gen(5))
+    w = (logits - logits.amax(-1, keepdim=True)).exp().double()
+    cdf = w.cumsum(-1)
+    brute = torch.searchsorted(cdf, u.double() * cdf[:, -1:], right=True).squeeze(-1)
+    assert torch.isfinite(logits.gather(-1, draws[:, None])).all()  # never a masked id
+    assert (draws == brute).float().mean() > 0.999  # differ only at float-rounding ties
 
 
 def test_same_seed_same_tokens():
