@@ -52,11 +52,17 @@ class ModelMixin(nn.Module):
     config_class: ClassVar[type]
     config: Any
 
-    def save_pretrained(self, path: str | os.PathLike) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` atomically into folder ``path``."""
+    def save_pretrained(self, path: str | os.PathLike, dtype: torch.dtype | None = None) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` atomically into folder ``path``.
+
+        ``dtype``: store floating tensors in this dtype (e.g. ``torch.float16`` halves a
+        shipped model); :meth:`from_pretrained` casts them back to the model's dtype.
+        """
         path = Path(path)
         with atomic_dir(path) as tmp:
             state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+            if dtype is not None:
+                state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
             save_file(untie_shared(state), str(tmp / WEIGHTS_NAME))
             config = {"model_type": type(self).__name__, **config_to_dict(self.config)}
             (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2))

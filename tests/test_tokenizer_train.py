@@ -93,6 +93,23 @@ def test_loss_of_each_bottleneck_backpropagates(quantizer):
     assert tok.encoder.conv_in.weight.grad.abs().sum() > 0  # gradients reach the encoder
 
 
+def test_log_mse_term_is_the_mean_over_clips_of_log_clip_mse():
+    from kinema.tokenizer.tokenizer import LOG_MSE_EPS
+
+    torch.manual_seed(0)
+    weights = dict(l1_weight=0.0, l2_weight=0.0, log_mse_weight=2.0)
+    tok = Tokenizer(small(quantizer="kl", kl_channels=4, kl_weight=0.0, **weights)).eval()
+    video = torch.rand(3, 3, 9, 32, 32) * 2 - 1
+    video[0] = 0.9  # an easy (flat) clip next to two noisy ones
+    out = tok.loss({"video": video})
+    recon = tok(video)["recon"].float()  # eval mode: KL takes the mean, deterministic
+    clip_mse = torch.stack([((recon[i] - video[i]) ** 2).mean() for i in range(3)])
+    expected = 2.0 * torch.log(clip_mse + LOG_MSE_EPS).mean()
+    torch.testing.assert_close(out["loss"].detach(), expected + out["quant_loss"])
+    out["loss"].backward()
+    assert tok.encoder.conv_in.weight.grad.abs().sum() > 0
+
+
 @pytest.mark.parametrize("quantizer", ["fsq", "lfq", "vq"])
 def test_save_load_round_trip_gives_identical_outputs(tmp_path, quantizer):
     tok = Tokenizer(small(quantizer=quantizer, lfq_bits=8, vq_dim=4, vq_codebook_size=64))
@@ -106,6 +123,21 @@ def test_save_load_round_trip_gives_identical_outputs(tmp_path, quantizer):
         tokens = tok.encode(video)
         assert torch.equal(loaded.encode(video), tokens)
         assert torch.equal(loaded.decode(tokens), tok.decode(tokens))
+
+
+def test_save_in_fp16_halves_the_file_and_loads_back_as_fp32(tmp_path):
+    from safetensors import safe_open
+
+    tok = Tokenizer(small(quantizer="kl", kl_channels=4)).eval()
+    full = tok.save_pretrained(tmp_path / "fp32") / "model.safetensors"
+    half = tok.save_pretrained(tmp_path / "fp16", dtype=torch.float16) / "model.safetensors"
+    with safe_open(str(half), framework="pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
+    assert half.stat().st_size < 0.55 * full.stat().st_size
+    loaded = Tokenizer.from_pretrained(tmp_path / "fp16")
+    for (name, a), b in zip(tok.state_dict().items(), loaded.state_dict().values(), strict=True):
+        assert b.dtype == a.dtype, name  # cast back to the model's dtype
+        torch.testing.assert_close(b, a.half().to(a.dtype), rtol=0, atol=0)
 
 
 def test_no_weight_decay_on_codebook_and_discriminator():

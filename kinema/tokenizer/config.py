@@ -61,6 +61,10 @@ class TokenizerConfig:
     # reconstruction loss
     l1_weight: float = 1.0
     l2_weight: float = 0.0
+    # mean over clips of log(MSE_clip + 1e-5): each clip counts by its *relative* error, so
+    # clips that are already good (white physics frames) are not drowned out by hard ones
+    # (a plain MSE gradient is dominated by the clips with the largest errors)
+    log_mse_weight: float = 0.0
     # adversarial loss (optional)
     gan: bool = False
     disc_channels: int = 64

@@ -14,7 +14,6 @@ import logging
 from collections.abc import Iterable
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 
 from kinema.errors import KinemaError
@@ -33,14 +32,16 @@ from kinema.tokenizer.quantizers import QuantizerOutput, build_quantizer
 
 log = logging.getLogger(__name__)
 
+LOG_MSE_EPS = 1e-5  # floor of the log-MSE term (56 dB on [-1, 1] pixels): no blow-up at 0
+
 
 class Tokenizer(ModelMixin):
     """MAGVIT-v2-style causal video tokenizer (FSQ / LFQ / VQ tokens or KL latents).
 
     Training: ``loss(batch)`` with ``batch["video"] (B, 3, 1 + ft*k, H, W)`` returns a dict
-    with ``"loss"`` (L1 [+ L2] reconstruction + quantizer losses [+ GAN]) and logged
-    scalars (``recon`` = L1, ``psnr``, quantizer metrics), as :class:`kinema.train.Trainer`
-    expects.
+    with ``"loss"`` (L1 [+ L2] [+ per-clip log-MSE] reconstruction + quantizer losses
+    [+ GAN]) and logged scalars (``recon`` = L1, ``psnr``, quantizer metrics), as
+    :class:`kinema.train.Trainer` expects.
     """
 
     config_class = TokenizerConfig
@@ -282,8 +283,11 @@ class Tokenizer(ModelMixin):
         q: QuantizerOutput = out["quant"]
         recon, target = out["recon"].float(), video.float()
         l1 = (recon - target).abs().mean()
-        mse = F.mse_loss(recon, target)
+        clip_mse = (recon - target).square().flatten(1).mean(1)  # (B,)
+        mse = clip_mse.mean()
         rec_loss = cfg.l1_weight * l1 + cfg.l2_weight * mse
+        if cfg.log_mse_weight:
+            rec_loss = rec_loss + cfg.log_mse_weight * (clip_mse + LOG_MSE_EPS).log().mean()
         metrics = {
             "loss": rec_loss + q.loss,
             "recon": l1.detach(),
