@@ -1,0 +1,192 @@
+"""``kinema eval``: physics velocity error, FVD and text adherence of generated videos, and
+the HTML report of their results.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from kinema.cli.common import _parse_steps, _threads, console, lazy_progress
+from kinema.errors import KinemaError
+
+eval_app = typer.Typer(help="Evaluate generative models.", no_args_is_help=True)
+
+
+@eval_app.command("physics")
+def eval_physics(
+    model: str | None = typer.Option(
+        None, "--model", help="Model folder (token LM or pyramid flow) to generate with."
+    ),
+    videos: Path | None = typer.Option(
+        None, "--videos", help="Or a folder of videos + meta.jsonl (as `kinema data make`)."
+    ),
+    scenario: str = typer.Option("all", help="all, uniform, collision or parabola."),
+    split: str = typer.Option("all", help="all, id or ood."),
+    n: int | None = typer.Option(
+        None,
+        "--n",
+        min=1,
+        max=10_000,
+        help="Clips per scenario and split (--model: default 256; --videos: default all).",
+    ),
+    cond_frames: int | None = typer.Option(
+        None,
+        help="Given frames (token LM: its own; flow: 5; --videos: from meta.jsonl).",
+    ),
+    seed: int | None = typer.Option(
+        None, help="--model: dataset seed of the held-out clips (default 1000, not training's 0)."
+    ),
+    batch: int | None = typer.Option(
+        None, min=1, max=1024, help="--model: clips per generate call (default 16)."
+    ),
+    detector: str = typer.Option("all", help="all, alpha (primary) or threshold (paper's)."),
+    captions: bool = typer.Option(False, help="--model: give each clip's caption as prompt."),
+    temperature: float | None = typer.Option(None, min=0.0, help="token-lm: temperature."),
+    top_k: int | None = typer.Option(None, min=1, help="token-lm: keep the k likeliest."),
+    steps: str | None = typer.Option(None, help="pyramid-flow: first-frame steps per stage."),
+    video_steps: str | None = typer.Option(None, help="pyramid-flow: later-frame steps."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the results here."),
+    threads: int | None = typer.Option(None, help="CPU threads (torch.set_num_threads)."),
+) -> None:
+    """Physics velocity error (DATA.md) of a model's continuations or of a video folder,
+    next to the ground-truth floor at the same resolution."""
+    from kinema.data.physics import SCENARIOS, SPLITS
+    from kinema.eval.physics import METHODS
+    from kinema.eval.physics_eval import choices, evaluate_physics_folder, evaluate_physics_model
+
+    _threads(threads)
+    if (model is None) == (videos is None):
+        raise KinemaError("give either --model PATH or --videos DIR")
+    detectors = choices(detector, METHODS, "detector")
+    model_only = {
+        "--seed": seed,
+        "--batch": batch,
+        "--captions": captions or None,
+        "--temperature": temperature,
+        "--top-k": top_k,
+        "--steps": _parse_steps(steps, "--steps"),
+        "--video-steps": _parse_steps(video_steps, "--video-steps"),
+    }
+    if videos is not None:
+        wrong = [k for k, v in model_only.items() if v is not None]
+        if wrong:
+            raise KinemaError(f"{', '.join(wrong)}: options of --model, not --videos")
+        results = evaluate_physics_folder(
+            videos,
+            scenario=scenario,
+            split=split,
+            n=n,
+            cond_frames=cond_frames,
+            detectors=detectors,
+        )
+    else:
+        n = n or 256
+        total = (
+            n * len(choices(scenario, SCENARIOS, "scenario")) * len(choices(split, SPLITS, "split"))
+        )
+        options = {k.lstrip("-").replace("-", "_"): v for k, v in model_only.items()}
+        with lazy_progress("generate + score") as report:
+            scored = [0]
+
+            def advance(k: int) -> None:
+                scored[0] += k
+                report(scored[0], total)
+
+            results = evaluate_physics_model(
+                model,
+                scenario=scenario,
+                split=split,
+                n=n,
+                cond_frames=cond_frames,
+                detectors=detectors,
+                on_batch=advance,
+                **{k: v for k, v in options.items() if v is not None},
+            )
+    _report_results(results, json_out)
+
+
+def _report_results(results, json_out: Path | None) -> None:
+    """Print an eval command's markdown table; write its JSON (atomically) if asked."""
+    from kinema.utils.fs import atomic_file
+
+    console.print(results.markdown(), markup=False, highlight=False, soft_wrap=True)
+    if json_out is not None:
+        with atomic_file(json_out) as tmp:
+            tmp.write_text(json.dumps(results.to_dict(), indent=2))
+        console.print(f"wrote {json_out}", soft_wrap=True, highlight=False)
+
+
+@eval_app.command("fvd")
+def eval_fvd(
+    real: Path = typer.Option(..., "--real", help="Folder of real video files."),
+    fake: Path = typer.Option(..., "--fake", help="Folder of generated video files."),
+    detector: Path = typer.Option(
+        ...,
+        "--detector",
+        help="Local Kinetics-400 I3D: .safetensors or .pt state dict, or TorchScript .pt.",
+    ),
+    frames: int = typer.Option(16, "--frames", help="Frames per clip (its first ones)."),
+    n: int | None = typer.Option(
+        None, "--n", help="Clips per set: the first N files, sorted (default all)."
+    ),
+    batch: int = typer.Option(8, "--batch", help="Clips per detector call."),
+    device: str | None = typer.Option(None, help="cpu or cuda (default: cuda if available)."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the result here."),
+    threads: int | None = typer.Option(None, help="CPU threads (torch.set_num_threads)."),
+) -> None:
+    """Fréchet Video Distance between two folders of videos with a local I3D (no
+    downloads). Biased by the number of clips: compare values only at equal --n."""
+    from kinema.eval.fvd import fvd_folders
+
+    _threads(threads)
+    with lazy_progress("I3D features") as report:
+        result = fvd_folders(
+            real,
+            fake,
+            detector,
+            frames=frames,
+            n=n,
+            batch_size=batch,
+            device=device,
+            on_clip=report,
+        )
+    _report_results(result, json_out)
+
+
+@eval_app.command("adherence")
+def eval_adherence(
+    videos: Path = typer.Option(
+        ..., "--videos", help="Folder of generated videos + captions.jsonl or meta.jsonl."
+    ),
+    captions: Path | None = typer.Option(
+        None, "--captions", help='Prompts file ({"file", "caption"} lines) if not in the folder.'
+    ),
+    n: int | None = typer.Option(None, "--n", help="At most N clips (sorted by file)."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the results here."),
+) -> None:
+    """Text adherence on shapes / digits / physics prompts: does each video show the
+    prompt's colours, moving in its direction?"""
+    from kinema.eval.adherence import evaluate_adherence_folder
+
+    if n is not None and n < 1:
+        raise KinemaError(f"--n must be at least 1, got {n}")
+    _report_results(evaluate_adherence_folder(videos, captions=captions, n=n), json_out)
+
+
+@eval_app.command("report")
+def eval_report(
+    results: list[Path] = typer.Argument(..., help="Results JSON files (eval ... --json)."),
+    out: Path = typer.Option(..., "--out", help="HTML file to write."),
+    title: str = typer.Option("kinema evaluation", help="Page title."),
+    samples: int = typer.Option(4, help="Sample clips shown per result (0: none)."),
+) -> None:
+    """One self-contained HTML page (tables, charts, sample frames) from eval results."""
+    from kinema.eval.report import write_report
+
+    if not 0 <= samples <= 100:
+        raise KinemaError(f"--samples must be in [0, 100], got {samples}")
+    page = write_report(results, out, title=title, samples=samples)
+    console.print(f"wrote {page}", soft_wrap=True, highlight=False)

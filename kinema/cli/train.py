@@ -1,0 +1,223 @@
+"""``kinema train lm|flow``: train a token LM or a pyramid-flow DiT; ``--data`` that is not
+a shard folder yet is encoded first (``kinema tokenizer encode``).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import typer
+
+from kinema.cli.common import _parse_sets, _report_export, _threads, _train_config
+from kinema.cli.tokenizer import tokenizer_encode
+from kinema.errors import KinemaError
+
+train_app = typer.Typer(help="Train generative models.", no_args_is_help=True)
+
+
+def _training_shards(
+    data: list[str], out: Path, tokenizer: str, n: int, resolution: int, frames: int, seed: int
+):
+    """``--data`` (repeatable) as shards: a shard folder as is, else the dataset encoded once
+    into ``OUT/shards/NAME`` with ``--tokenizer``; several are concatenated. Returns the
+    shards and the tokenizer that made them (the one to ship with the model)."""
+    from kinema.tokenizer.shards import INDEX, ConcatShards, ShardDataset
+
+    parts = []
+    for i, entry in enumerate(data):
+        shard_dir = Path(entry)
+        if not (shard_dir / INDEX).is_file():
+            name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(entry).name or entry)
+            shard_dir = out / "shards" / f"{i}-{name}"
+            if not (shard_dir / INDEX).is_file():
+                tokenizer_encode(
+                    entry, shard_dir, tokenizer, n, "all", "id", resolution, frames, seed, 8,
+                    1024, controls=None, audio_codec=None, audio_frames=None, threads=None,
+                )  # fmt: skip
+        parts.append(ShardDataset(shard_dir))
+    shards = parts[0] if len(parts) == 1 else ConcatShards(parts)
+    return shards, shards.tokenizer or tokenizer
+
+
+@train_app.command("lm")
+def train_lm_command(
+    data: list[str] = typer.Option(
+        ...,
+        "--data",
+        help="A shard folder, or physics/shapes/digits/a video path to encode; repeatable.",
+    ),
+    tokenizer: str = typer.Option(
+        "tokenizer-cpu-fsq", "--tokenizer", help="Tokenizer folder or shipped name."
+    ),
+    preset_name: str = typer.Option("small", "--preset", help="TokenLM preset."),
+    block: str = typer.Option("1x1x16", help="Block shape t x h x w (1x1x1 = next token)."),
+    cond_frames: int | None = typer.Option(
+        None, help="Given latent frames (default 2 = 5 video frames; not with --tasks)."
+    ),
+    tasks: str | None = typer.Option(
+        None,
+        help="Multitask (VideoPoet) model: TASK:WEIGHT,... e.g. t2v:1,i2v:1,inpaint:1,"
+        "stylize:edges:1,v2a:1 (AGD: one task per step).",
+    ),
+    curriculum: bool = typer.Option(
+        False, help="--tasks: image tasks first (90%), then video (VideoPoet's curriculum)."
+    ),
+    label_key: str | None = typer.Option(None, help="Item field to use as class label."),
+    num_classes: int = typer.Option(0, help="Classes of --label-key."),
+    sets: list[str] = typer.Option([], "--set", help="Override a config field: KEY=VALUE."),
+    n: int = typer.Option(10_000, "--n", min=1, help="Clips to encode when --data is a name."),
+    resolution: int = typer.Option(64, help="Frame size of clips encoded here."),
+    frames: int = typer.Option(17, help="Frames of clips encoded here (1 + 4k)."),
+    out: Path = typer.Option(Path("runs/lm"), "--out", help="Run folder."),
+    steps: int = typer.Option(2000, help="Optimizer steps."),
+    batch_size: int = typer.Option(16, help="Clips per optimizer step (global)."),
+    lr: float = typer.Option(1e-3, help="Peak learning rate."),
+    warmup: int = typer.Option(100, help="Warmup steps."),
+    precision: str = typer.Option("bf16", help="bf16 (autocast) or fp32."),
+    ema: float = typer.Option(0.0, help="EMA decay of the exported weights (0: none)."),
+    save_every: int = typer.Option(250, help="Steps between checkpoints."),
+    resume: bool = typer.Option(False, help="Continue from the latest checkpoint in --out."),
+    seed: int = typer.Option(0, help="Seed."),
+    threads: int | None = typer.Option(None, help="CPU threads (torch.set_num_threads)."),
+) -> None:
+    """Train a next-token / next-block token LM on tokenized clips; export to OUT/model.
+    With --tasks: one multitask (VideoPoet) model over the shards' video, control and audio
+    tokens (unified vocabulary), trained with alternating gradient descent."""
+    from kinema.lm import preset
+    from kinema.lm.data import TokenClipDataset
+    from kinema.lm.training import parse_block, parse_tasks, train_lm
+
+    _threads(threads)
+    block_shape = parse_block(block)  # check options before encoding anything
+    weights = parse_tasks(tasks) if tasks is not None else None
+    if weights is None and curriculum:
+        raise KinemaError("--curriculum schedules the tasks of --tasks; give --tasks")
+    if weights is not None and cond_frames is not None:
+        raise KinemaError(
+            "--cond-frames: multitask models take given frames through i2v / continuation"
+        )
+    shards, tok_source = _training_shards(data, out, tokenizer, n, resolution, frames, seed)
+    train = _train_config(
+        out, steps, batch_size, lr, warmup, precision, ema, save_every, resume, seed
+    )
+    if weights is not None:
+        config, dataset, sampler = _multitask_setup(
+            shards, weights, curriculum, preset_name, block_shape, label_key, num_classes, sets,
+            seed,
+        )  # fmt: skip
+        folder = train_lm(
+            config,
+            dataset,
+            train,
+            tokenizer=tok_source,
+            batch_sampler=sampler,
+            audio_codec=shards.audio_codec if shards.audio else None,
+        )
+        _report_export("model", folder, out)
+        return
+    cond_frames = 2 if cond_frames is None else cond_frames
+    dataset = TokenClipDataset(shards, cond_frames, label_key)
+    config = preset(
+        preset_name,
+        vocab_size=dataset.shards.vocab_size,
+        latent_shape=dataset.latent_shape,
+        block_shape=block_shape,
+        cond_frames=cond_frames,
+        num_classes=num_classes,
+        **_parse_sets(sets),
+    )
+    _report_export("model", train_lm(config, dataset, train, tokenizer=tok_source), out)
+
+
+def _multitask_setup(
+    shards, weights, curriculum, preset_name, block_shape, label_key, num_classes, sets, seed
+):
+    """Config (unified vocabulary of the shards' tokenizer and audio codec), dataset and AGD
+    batch sampler of `train lm --tasks`."""
+    from kinema.lm import preset
+    from kinema.lm.agd import Curriculum, agd_sampler
+    from kinema.lm.data import MultitaskDataset
+    from kinema.lm.vocab import Vocabulary
+
+    if shards.kind != "tokens":
+        raise KinemaError(f"'{shards.path}' holds continuous latents; --tasks needs token shards")
+    if label_key is not None or num_classes:
+        raise KinemaError("--label-key / --num-classes: not supported with --tasks")
+    audio = shards.audio or {}
+    vocab = Vocabulary(
+        visual_size=shards.vocab_size,
+        audio_levels=audio.get("levels", 0),
+        audio_codebook=audio.get("codebook_size", 0),
+        tasks=tuple(weights),
+    )
+    config = preset(
+        preset_name,
+        vocab_size=vocab.size,
+        latent_shape=shards.item_shape,
+        block_shape=block_shape,
+        cond_frames=0,
+        vocabulary=vocab,
+        audio_frames=audio.get("frames", 0),
+        **_parse_sets(sets),
+    )
+    dataset = MultitaskDataset(shards, config, tuple(weights), seed=seed)
+    sampler = agd_sampler(weights=weights, curriculum=Curriculum() if curriculum else None)
+    return config, dataset, sampler
+
+
+@train_app.command("flow")
+def train_flow_command(
+    data: list[str] = typer.Option(
+        ...,
+        "--data",
+        help="A KL latent shard folder, or physics/shapes/digits/a video path; repeatable.",
+    ),
+    tokenizer: str = typer.Option(
+        "tokenizer-cpu-kl", "--tokenizer", help="KL tokenizer folder or shipped name."
+    ),
+    preset_name: str = typer.Option("small", "--preset", help="Flow DiT preset."),
+    captions: bool = typer.Option(
+        True, help="Condition on the clips' captions (all-MiniLM-L6-v2 states); else no text."
+    ),
+    sets: list[str] = typer.Option([], "--set", help="Override a config field: KEY=VALUE."),
+    n: int = typer.Option(10_000, "--n", min=1, help="Clips to encode when --data is a name."),
+    resolution: int = typer.Option(64, help="Frame size of clips encoded here."),
+    frames: int = typer.Option(17, help="Frames of clips encoded here (1 + 4k)."),
+    out: Path = typer.Option(Path("runs/flow"), "--out", help="Run folder."),
+    steps: int = typer.Option(2000, help="Optimizer steps."),
+    batch_size: int = typer.Option(16, help="Clips per optimizer step (global)."),
+    lr: float = typer.Option(3e-4, help="Peak learning rate."),
+    warmup: int = typer.Option(100, help="Warmup steps."),
+    precision: str = typer.Option("bf16", help="bf16 (autocast) or fp32."),
+    ema: float = typer.Option(0.999, help="EMA decay of the exported weights (0: none)."),
+    save_every: int = typer.Option(250, help="Steps between checkpoints."),
+    resume: bool = typer.Option(False, help="Continue from the latest checkpoint in --out."),
+    seed: int = typer.Option(0, help="Seed."),
+    threads: int | None = typer.Option(None, help="CPU threads (torch.set_num_threads)."),
+) -> None:
+    """Train a pyramidal-flow DiT on KL latents of clips; export to OUT/model."""
+    from kinema.flow import preset
+    from kinema.flow.data import LatentClipDataset
+    from kinema.flow.training import train_flow
+
+    _threads(threads)
+    config = preset(preset_name, **_parse_sets(sets))  # check options before encoding
+    shards, tok_source = _training_shards(data, out, tokenizer, n, resolution, frames, seed)
+    encoder = None
+    if captions and config.text_dim:
+        from kinema.lm.text import HFTextEncoder
+
+        encoder = HFTextEncoder(max_length=config.max_text_len)
+    dataset = LatentClipDataset(shards, encoder)
+    c, t, h, _ = dataset.latent_shape
+    config = config.replace(
+        latent_channels=c,
+        frames=t,
+        resolution=h,
+        text_dim=encoder.dim if encoder is not None else 0,  # the text width is the encoder's
+    )
+    train = _train_config(
+        out, steps, batch_size, lr, warmup, precision, ema, save_every, resume, seed
+    )
+    _report_export("model", train_flow(config, dataset, train, tokenizer=tok_source), out)
