@@ -428,7 +428,7 @@ def load_superres(path: str | os.PathLike, upscale: int | None = None):
 
 
 def _upscale(sr: tuple, video: np.ndarray, seed: int) -> np.ndarray:
-    from kinema.lm.superres import upscale_video
+    from kinema.sample.superres import upscale_video
 
     return upscale_video(*sr, video, seed=seed)
 

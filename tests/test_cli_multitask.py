@@ -22,7 +22,7 @@ from kinema.io import probe, to_tensor, to_uint8, write_video
 from kinema.lm import TokenLM
 from kinema.lm.controls import control_video
 from kinema.lm.superres import SuperResTransformer
-from kinema.lm.superres import preset as sr_preset
+from kinema.lm.superres_config import preset as sr_preset
 from kinema.tokenizer import Tokenizer
 from kinema.tokenizer.shards import ShardDataset
 

@@ -16,20 +16,17 @@ from kinema.errors import KinemaError
 from kinema.lm.superres import (
     LAYER_KINDS,
     TEXT_AMORTIZE,
-    SuperResConfig,
     SuperResTransformer,
     factor_sizes,
     factorized_loss,
     line_groups,
     merge_index,
-    preset,
-    sample_factorized,
     split_index,
-    upsample,
-    upscale_video,
 )
+from kinema.lm.superres_config import SuperResConfig, preset
 from kinema.nn import Transformer, TransformerConfig, llama_hidden_dim
 from kinema.nn.window import line_index, window_mask
+from kinema.sample.superres import sample_factorized, upsample, upscale_video
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

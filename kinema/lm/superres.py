@@ -4,8 +4,10 @@ A non-autoregressive (MaskGIT-style) token upsampler. Given the tokens of a clip
 low-res tokenizer, ``(B, t, h, w)``, it predicts the tokens of the same clip from a high-res
 tokenizer, ``(B, t, s*h, s*w)``, in a few parallel steps.
 
+>>> from kinema.lm.superres_config import preset
 >>> model = SuperResTransformer(preset("tiny"))
 >>> loss = model.loss({"tokens_hr": hr, "tokens_lr": lr})["loss"]   # hr (B, 2, 8, 8)
+>>> from kinema.sample.superres import upsample, upscale_video
 >>> hr = upsample(model, lr, steps=8, seed=0)                        # lr (B, 2, 4, 4)
 >>> video = upscale_video(model, lr_tokenizer, hr_tokenizer, frames)  # uint8 (T, H, W, 3)
 
@@ -53,21 +55,16 @@ vocabulary of ``V`` codes is ``lo + hi * base`` with ``base = ceil(sqrt(V))``,
 Training: per sample a masking ratio ``cos(pi/2 * u)``, ``u ~ U[0, 1]``, of the high-res
 tokens is replaced by [MASK]; cross-entropy of both halves on the masked cells only. Text is
 dropped to a learned null (classifier-free guidance) with probability ``cond_drop_prob``.
-Decoding (:func:`upsample`): start all masked; each step samples every masked cell, keeps
-the most confident so that ``floor(N * cos(pi/2 * k / steps))`` cells stay masked after
-step ``k``, and re-masks the rest; fixed cells never change.
+Decoding: :func:`kinema.sample.superres.upsample`; the configuration and presets:
+:mod:`kinema.lm.superres_config`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from einops import rearrange, repeat
@@ -75,26 +72,18 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from kinema.errors import KinemaError
+from kinema.lm.superres_config import Shape3, SuperResConfig
 from kinema.modeling import ModelMixin
 from kinema.nn.block import Block
 from kinema.nn.rotary import Rope, grid_positions
 from kinema.nn.text import TextSlots
-from kinema.nn.transformer import CoreFields, Transformer, TransformerConfig, core_config
+from kinema.nn.transformer import Transformer
 from kinema.nn.window import line_index, window_mask
-from kinema.sample.guidance import cfg_combine
-from kinema.sample.sampling import sample_logits
-
-if TYPE_CHECKING:
-    from kinema.tokenizer import Tokenizer
 
 logger = logging.getLogger(__name__)
 
-Shape3 = tuple[int, int, int]
-
 # (name, grid axis of (t, H, W)) of the attention of layer i: LAYER_KINDS[i % 3]
 LAYER_KINDS: tuple[tuple[str, int], ...] = (("vertical", 1), ("horizontal", 2), ("temporal", 0))
-
-ATTENTION_MODES = ("lines", "dense")
 
 # line-batched attention with text: up to TEXT_AMORTIZE * S / n lines per sequence, so the
 # S text rows appended to a sequence are ~1 / TEXT_AMORTIZE of its video rows (fewer lines,
@@ -138,147 +127,6 @@ class FactorizedEmbedding(nn.Module):
     def forward(self, index: torch.Tensor) -> torch.Tensor:
         halves = split_index(index.long(), self.base)
         return self.lo(halves[..., 0]) + self.hi(halves[..., 1])
-
-
-# ---------------------------------------------------------------------- config
-
-
-@dataclass
-class SuperResConfig(CoreFields):
-    """Geometry and size of a :class:`SuperResTransformer`.
-
-    Attributes:
-        lr_shape: ``(t, h, w)`` token grid of the low-res tokenizer.
-        scale: spatial factor ``s``; the high-res grid is ``(t, s*h, s*w)``.
-        lr_vocab_size, hr_vocab_size: vocabularies of the two tokenizers (may differ).
-        windows: attention windows ``(temporal, vertical, horizontal)`` in high-res cells
-            (a window >= its axis covers the whole axis).
-        dim .. init_std: the transformer core (:class:`~kinema.nn.TransformerConfig`);
-            ``n_layers`` is a multiple of 3 (vertical, horizontal, temporal).
-        text_dim: width of the text-encoder states (0 = no text).
-        max_text_len: text slots.
-        cond_drop_prob: training probability of the null text (classifier-free guidance).
-        attention: ``"lines"`` (line-batched windowed attention, ``O(N * (window + S))``)
-            or ``"dense"`` (one ``(S+N, S+N)`` mask per layer, ``O(N^2)``): the same
-            function (see the module docstring); a runtime choice, not a weight.
-    """
-
-    lr_shape: Shape3 = (5, 16, 16)
-    scale: int = 2
-    lr_vocab_size: int = 4375
-    hr_vocab_size: int = 4375
-    windows: Shape3 = (5, 8, 8)
-    # transformer core (the other core fields: CoreFields defaults)
-    dim: int = 256
-    n_layers: int = 6
-    n_heads: int = 4
-    # text
-    text_dim: int = 0
-    max_text_len: int = 32
-    cond_drop_prob: float = 0.1
-    attention: str = "lines"
-
-    def __post_init__(self) -> None:
-        self.lr_shape = tuple(int(x) for x in self.lr_shape)
-        self.windows = tuple(int(x) for x in self.windows)
-        if self.rope_axes_dim is not None:
-            self.rope_axes_dim = tuple(int(x) for x in self.rope_axes_dim)
-        if len(self.lr_shape) != 3 or min(self.lr_shape) < 1:
-            raise KinemaError(f"lr_shape must be 3 positive sizes (t, h, w), got {self.lr_shape}")
-        if self.scale < 1:
-            raise KinemaError(f"scale must be >= 1, got {self.scale}")
-        if len(self.windows) != 3 or min(self.windows) < 1:
-            raise KinemaError(f"windows must be 3 sizes >= 1 (t, h, w), got {self.windows}")
-        for name in ("lr_vocab_size", "hr_vocab_size"):
-            if getattr(self, name) < 2:
-                raise KinemaError(f"{name} must be >= 2, got {getattr(self, name)}")
-        if self.n_layers < 3 or self.n_layers % 3:
-            raise KinemaError(
-                f"n_layers must be a positive multiple of 3 (vertical, horizontal, temporal "
-                f"attention), got {self.n_layers}"
-            )
-        if self.text_dim < 0 or (self.text_dim and self.max_text_len < 1):
-            raise KinemaError(
-                f"text_dim must be >= 0 and max_text_len >= 1 with text, got "
-                f"{self.text_dim}, {self.max_text_len}"
-            )
-        if not 0.0 <= self.cond_drop_prob <= 1.0:
-            raise KinemaError(f"cond_drop_prob must be in [0, 1], got {self.cond_drop_prob}")
-        if self.attention not in ATTENTION_MODES:
-            raise KinemaError(f"attention must be one of {ATTENTION_MODES}, got {self.attention!r}")
-        self.transformer_config()  # validates dims, heads and the 3D rotary split
-
-    @property
-    def hr_shape(self) -> Shape3:
-        t, h, w = self.lr_shape
-        return t, self.scale * h, self.scale * w
-
-    @property
-    def num_hr_tokens(self) -> int:
-        return math.prod(self.hr_shape)
-
-    @property
-    def text_len(self) -> int:
-        """Leading text slots of the sequence (0 without text)."""
-        return self.max_text_len if self.text_dim else 0
-
-    @property
-    def seq_len(self) -> int:
-        return self.text_len + self.num_hr_tokens
-
-    def transformer_config(self) -> TransformerConfig:
-        return core_config(self, rope="3d", max_seq_len=self.seq_len)
-
-    def replace(self, **changes) -> SuperResConfig:
-        return dataclasses.replace(self, **changes)
-
-
-PRESETS: dict[str, dict] = {
-    # unit tests: (2, 4, 4) -> (2, 8, 8) tokens, 64 codes (8 x 8 factors)
-    "tiny": dict(
-        lr_shape=(2, 4, 4),
-        lr_vocab_size=64,
-        hr_vocab_size=64,
-        windows=(2, 4, 4),
-        dim=32,
-        n_layers=3,
-        n_heads=2,
-        mlp_hidden=64,
-        max_text_len=8,
-    ),
-    # CPU: the cpu-fsq tokenizer (4,375 codes, 4x space) at 64x64 -> 128x128, 17 frames:
-    # (5, 16, 16) -> (5, 32, 32) tokens
-    "small": dict(
-        lr_shape=(5, 16, 16),
-        lr_vocab_size=4375,
-        hr_vocab_size=4375,
-        windows=(5, 8, 8),
-        dim=256,
-        n_layers=6,
-        n_heads=4,
-    ),
-    # VideoPoet's first SR stage: 224x128 -> 448x256, 17 frames through an 8x / 4x LFQ
-    # tokenizer (18 bits, 2 x 512-way), T5-XL text states. The paper does not state widths
-    # or windows; these are our choice at a comparable scale.
-    "videopoet": dict(
-        lr_shape=(5, 16, 28),
-        lr_vocab_size=2**18,
-        hr_vocab_size=2**18,
-        windows=(5, 16, 16),
-        dim=1024,
-        n_layers=24,
-        n_heads=16,
-        text_dim=2048,
-        max_text_len=64,
-    ),
-}
-
-
-def preset(name: str, **overrides) -> SuperResConfig:
-    """A named configuration (:data:`PRESETS`), optionally with fields replaced."""
-    if name not in PRESETS:
-        raise KinemaError(f"unknown super-resolution preset {name!r}; valid: {sorted(PRESETS)}")
-    return SuperResConfig(**{**PRESETS[name], **overrides})
 
 
 # ---------------------------------------------------------------------- model
@@ -334,7 +182,7 @@ class SuperResTransformer(ModelMixin):
     """Masked token upsampler ``tokens_lr (B, t, h, w)`` -> ``tokens_hr (B, t, s*h, s*w)``.
 
     See the module docstring for inputs, attention and factorization. Train with
-    ``loss(batch)``; decode with :func:`upsample`.
+    ``loss(batch)``; decode with :func:`kinema.sample.superres.upsample`.
     """
 
     config_class = SuperResConfig
@@ -635,238 +483,6 @@ def factorized_loss(
     return {"loss": (ce * m).sum() / count, "accuracy": (right * m).sum().detach() / count}
 
 
-# ---------------------------------------------------------------------- decoding
-
-
-def sample_factorized(
-    lo: torch.Tensor,
-    hi: torch.Tensor,
-    vocab_size: int,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """Draw factorized tokens from ``lo (..., base)`` and ``hi (..., n_hi)`` logits -> full
-    indices ``(...)`` long in ``[0, vocab_size)``.
-
-    The halves are independent given the hidden state (the model predicts them with two
-    heads), so each is drawn from its own head, ``hi`` first. Only when ``base * n_hi >
-    vocab_size`` (not for LFQ) does the last ``hi`` row hold invalid ``lo`` values; then the
-    pair is drawn from the product distribution restricted to valid indices: ``hi``'s last
-    row is weighted by the ``lo`` mass that stays valid, and ``lo`` is then drawn among the
-    valid values. ``temperature`` (0 = greedy: the best valid pair), ``top_k``, ``top_p``
-    apply to each half as in :func:`~kinema.sample.sampling.sample_logits`.
-    """
-    lo, hi = lo.float(), hi.float()
-    base, n_hi = lo.shape[-1], hi.shape[-1]
-    valid = vocab_size - (n_hi - 1) * base  # lo values allowed on the last hi row
-    if valid < base:
-        if temperature > 0:
-            keep = temperature * (
-                (lo[..., :valid] / temperature).logsumexp(-1) - (lo / temperature).logsumexp(-1)
-            )
-        else:  # the limit temperature -> 0: best valid lo against best lo
-            keep = lo[..., :valid].amax(-1) - lo.amax(-1)
-        hi = torch.cat([hi[..., :-1], hi[..., -1:] + keep[..., None]], dim=-1)
-    hi_s = sample_logits(hi, temperature, top_k, top_p, generator)
-    if valid < base:
-        bad = (hi_s == n_hi - 1)[..., None] & (torch.arange(base, device=lo.device) >= valid)
-        lo = lo.masked_fill(bad, float("-inf"))
-    lo_s = sample_logits(lo, temperature, top_k, top_p, generator)
-    return merge_index(torch.stack([lo_s, hi_s], dim=-1), base)
-
-
-# callback(step, tokens (B, t, H, W) long, masked (B, t, H, W) bool) after each step;
-# token values at masked cells are meaningless
-Callback = Callable[[int, torch.Tensor, torch.Tensor], None]
-
-
-@torch.inference_mode()
-def upsample(
-    model: SuperResTransformer,
-    tokens_lr: torch.Tensor,
-    *,
-    text: torch.Tensor | None = None,
-    text_mask: torch.Tensor | None = None,
-    steps: int = 8,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    choice_temperature: float = 4.5,
-    guidance: float | None = None,
-    seed: int | None = None,
-    generator: torch.Generator | None = None,
-    callback: Callback | None = None,
-) -> torch.Tensor:
-    """High-res tokens ``(B, t, s*h, s*w)`` long from low-res tokens ``(B, t, h, w)``.
-
-    Args:
-        model: the upsampler (put in eval mode for the call).
-        tokens_lr: low-res tokens of the model's ``lr_shape``.
-        text, text_mask: the text condition (text models), batch ``B``.
-        steps: parallel decoding steps (MaskGIT / VideoPoet use about 8-12); after step
-            ``k`` ``floor(N * cos(pi/2 * k / steps))`` cells stay masked (at least one fewer
-            per step, so ``steps >= N`` decodes one cell per step).
-        temperature, top_k, top_p: token sampling per half (:func:`sample_factorized`);
-            ``temperature = 0`` is greedy and makes the whole decode deterministic.
-        choice_temperature: Gumbel noise on the confidences (log-probabilities of the drawn
-            tokens) that pick which cells to keep, scaled by ``1 - k / steps`` as in MaskGIT;
-            off when ``temperature = 0``.
-        guidance: ``None`` = no guidance; else text-conditional and null-text rows run in one
-            ``2B`` batch and both halves' logits are mixed ``uncond + g * (cond - uncond)``.
-        seed: seeds a fresh generator (same seed -> same tokens); else ``generator``; else
-            torch's global RNG.
-        callback: see :data:`Callback`.
-    """
-    c = model.config
-    if steps < 1:
-        raise KinemaError(f"steps must be >= 1, got {steps}")
-    if choice_temperature < 0:
-        raise KinemaError(f"choice_temperature must be >= 0, got {choice_temperature}")
-    guided = guidance is not None
-    if guided and not c.text_dim:
-        raise KinemaError("guidance needs a text condition, but this model has no text")
-    device = model.mask_embed.device
-    tokens_lr = tokens_lr.to(device)
-    model.check_tokens(tokens_lr)
-    if seed is not None:
-        generator = torch.Generator(device).manual_seed(seed)
-    b, n = tokens_lr.shape[0], c.num_hr_tokens
-
-    def rows(x: torch.Tensor | None) -> torch.Tensor | None:
-        """Conditional rows on the model's device, repeated for the unconditional half."""
-        if x is None:
-            return None
-        x = x.to(device)
-        return repeat(x, "b ... -> (g b) ...", g=2) if guided else x
-
-    drop = torch.arange(2 * b, device=device) >= b if guided else None
-    tokens = torch.zeros(b, *c.hr_shape, dtype=torch.long, device=device)
-    masked = torch.ones(b, *c.hr_shape, dtype=torch.bool, device=device)
-    was_training = model.training
-    try:
-        model.eval()
-        cond = model.condition(
-            rows(tokens_lr), text=rows(text), text_mask=rows(text_mask), drop=drop
-        )
-        for step in range(steps):
-            lo, hi = (z.float() for z in model(rows(tokens), rows(masked), cond))
-            if guided:
-                lo, hi = cfg_combine(lo, guidance), cfg_combine(hi, guidance)
-            drawn = sample_factorized(
-                lo, hi, c.hr_vocab_size, temperature, top_k, top_p, generator
-            )  # (B, N)
-            halves = split_index(drawn, lo.shape[-1])
-            confidence = lo.log_softmax(-1).gather(-1, halves[..., :1]).squeeze(-1)
-            confidence += hi.log_softmax(-1).gather(-1, halves[..., 1:]).squeeze(-1)
-            progress = (step + 1) / steps
-            noise = choice_temperature * (1.0 - progress) if temperature > 0 else 0.0
-            if noise:
-                u = torch.rand(confidence.shape, device=device, generator=generator)
-                confidence += noise * -torch.log(-torch.log(u.clamp_min(1e-20)))
-            flat_masked = masked.reshape(b, n)
-            still = int(flat_masked[0].sum())  # the same for every row
-            keep_masked = min(int(n * float(cosine_schedule(progress))), still - 1)
-            tokens = torch.where(masked, drawn.reshape(tokens.shape), tokens)
-            # fixed cells are never re-masked: they rank last
-            confidence = confidence.masked_fill(~flat_masked, float("inf"))
-            remask = confidence.argsort(dim=-1, stable=True)[:, : max(keep_masked, 0)]
-            masked = torch.zeros_like(flat_masked).scatter_(1, remask, True).reshape(masked.shape)
-            if callback is not None:
-                callback(step, tokens, masked)
-            if keep_masked <= 0:
-                break
-    finally:
-        model.train(was_training)
-    return tokens
-
-
-# ---------------------------------------------------------------------- cascade
-
-
-@torch.inference_mode()
-def upscale_video(
-    sr_model: SuperResTransformer,
-    lr_tokenizer: Tokenizer,
-    hr_tokenizer: Tokenizer,
-    video: np.ndarray,
-    **decode,
-) -> np.ndarray:
-    """Upscale a video: encode with ``lr_tokenizer``, :func:`upsample` the tokens, decode with
-    ``hr_tokenizer``, in consecutive clips of the model's length.
-
-    The model's ``lr_shape`` covers ``F = 1 + ft * (t - 1)`` frames (``ft``: the low-res
-    tokenizer's temporal compression). A video of any length is cut into clips of ``F``
-    frames, the last one padded by repeating the last frame; the clips are upscaled as one
-    batch, joined and trimmed to the video's length (an extended video upscales whole).
-
-    Args:
-        video: uint8 ``(T, H, W, 3)``, ``T >= 1``, at the low-res tokenizer's frame size for
-            the model's ``lr_shape``.
-        decode: keyword arguments of :func:`upsample` (``steps``, ``temperature``, ``seed``,
-            ``text``, ``guidance``, ...); ``text`` / ``text_mask`` of batch 1, used for
-            every clip.
-
-    Returns:
-        uint8 ``(T', H', W', 3)``: the high-res tokenizer's decoding of the predicted tokens
-        (``T' = T`` and ``H' = s * H`` when both tokenizers compress alike).
-    """
-    from kinema.io import to_tensor, to_uint8
-
-    c = sr_model.config
-    for name, tok, vocab in (
-        ("low-res", lr_tokenizer, c.lr_vocab_size),
-        ("high-res", hr_tokenizer, c.hr_vocab_size),
-    ):
-        if not tok.is_discrete:
-            raise KinemaError(f"the {name} tokenizer has a continuous (KL) latent; it needs tokens")
-        if tok.vocab_size != vocab:
-            raise KinemaError(
-                f"the {name} tokenizer has {tok.vocab_size} codes but the super-resolution "
-                f"model expects {vocab}"
-            )
-    if (
-        not isinstance(video, np.ndarray)
-        or video.dtype != np.uint8
-        or video.ndim != 4
-        or not video.shape[0]
-    ):
-        raise KinemaError(
-            f"video must be a uint8 (T, H, W, 3) array with T >= 1, got {_describe(video)}"
-        )
-    cfg = lr_tokenizer.config
-    t, h, w = c.lr_shape
-    ft, fs = cfg.temporal_compression, cfg.spatial_compression
-    clip = 1 + ft * (t - 1)  # frames of one low-res clip
-    got = cfg.latent_shape(clip, *video.shape[1:3])
-    if got != c.lr_shape:
-        raise KinemaError(
-            f"video {video.shape[0]}x{video.shape[1]}x{video.shape[2]} (frames x H x W) gives "
-            f"low-res tokens of {got[1]}x{got[2]} per frame; the model needs {h}x{w}: give "
-            f"frames at {fs * h}x{fs * w} (any number; upscaled in clips of {clip})"
-        )
-    frames = video.shape[0]
-    chunks = -(-frames // clip)
-    pad = chunks * clip - frames
-    if pad:
-        video = np.concatenate([video, np.repeat(video[-1:], pad, axis=0)])
-    for key in ("text", "text_mask"):
-        cond = decode.get(key)
-        if cond is not None and chunks > 1:
-            if cond.shape[0] != 1:
-                raise KinemaError(f"{key} must have batch 1 (one video), got {tuple(cond.shape)}")
-            decode[key] = cond.expand(chunks, *cond.shape[1:])
-    param = next(lr_tokenizer.parameters())
-    x = rearrange(to_tensor(video), "c (k f) h w -> k c f h w", f=clip)
-    x = x.to(device=param.device, dtype=param.dtype)
-    tokens_hr = upsample(sr_model, lr_tokenizer.encode(x), **decode)  # (chunks, t, s*h, s*w)
-    out = hr_tokenizer.decode(tokens_hr.to(next(hr_tokenizer.parameters()).device))
-    per_clip = out.shape[2]  # frames of one high-res clip
-    out = rearrange(out, "k c f h w -> c (k f) h w")[:, : frames * per_clip // clip]
-    return to_uint8(out.clamp(-1.0, 1.0))
-
-
 # ---------------------------------------------------------------------- helpers
 
 
@@ -876,9 +492,3 @@ def _check_grid(x: torch.Tensor, grid: Shape3, name: str, c: SuperResConfig) -> 
             f"{name} must be (B, {', '.join(map(str, grid))}) for low-res {c.lr_shape} at "
             f"scale {c.scale}, got {tuple(x.shape)}"
         )
-
-
-def _describe(x: object) -> str:
-    if isinstance(x, (np.ndarray, torch.Tensor)):
-        return f"{x.dtype} of shape {tuple(x.shape)}"
-    return type(x).__name__
