@@ -105,3 +105,20 @@ def test_save_load_round_trip(tmp_path):
     assert loaded.layers[0].attn.kv_cache is None
     x, pos, cond = rand(2, 5, 64), torch.rand(5, 3), rand(2, 8, seed=1)
     torch.testing.assert_close(loaded(x, pos, cond=cond), model(x, pos, cond=cond), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_rms_norm_equals_the_definition(dtype):
+    from kinema.nn.norm import RMSNorm, reference_rms_norm
+
+    norm = RMSNorm(96).to(dtype)
+    with torch.no_grad():
+        norm.weight.normal_(generator=torch.Generator().manual_seed(0))
+    x = torch.randn(3, 17, 96, generator=torch.Generator().manual_seed(1)).to(dtype)
+    out = norm(x)  # the fused path: same dtype as the weight
+    ref = reference_rms_norm(x, norm.weight, norm.eps)
+    assert out.dtype == dtype
+    if dtype == torch.float32:
+        assert torch.equal(out, ref)
+    else:  # at most one bf16 rounding step apart
+        torch.testing.assert_close(out, ref)
