@@ -134,6 +134,18 @@ def test_bf16_weights_keep_an_fp32_state():
     assert torch.isfinite(out).all()
 
 
+def test_packed_bf16_weights_sample_exactly_like_plain_bf16(monkeypatch):
+    import kinema.nn.packed as packed
+
+    model = randomized()
+    kw = dict(frames=2, seed=0, dtype=torch.bfloat16, **FAST)
+    out = generate_latents(model, 1, **kw)
+    if not packed.packing_available(model.patch_embed.weight):
+        pytest.skip("oneDNN bf16 packing is not available on this CPU")
+    monkeypatch.setattr(packed, "packing_available", lambda weight: False)
+    assert torch.equal(out, generate_latents(model, 1, **kw))
+
+
 @pytest.mark.parametrize(
     ("kw", "match"),
     [

@@ -7,7 +7,8 @@ the same Euler sampler (:func:`kinema.sample.flow.sample_pyramid`):
   single    K = 1 schedule, 3n steps at 64x64 (plain rectified flow)
 The paper says the pyramid costs "almost 1/K"; kinema aims for >= 2.3x. The two run
 A B A B ... ``--repeats`` times after a warm-up; the figure is the median wall time. bf16
-rows keep the weights in bf16 (cast once, no autocast).
+rows keep the weights in bf16 (cast once, no autocast; packed for oneDNN, as
+:func:`kinema.sample.flow.generate_latents` does).
 
 Usage:
     kinema bench pyramid [--n 10] [--dtypes fp32,bf16] [--repeats 5]
@@ -22,6 +23,7 @@ import torch
 
 from kinema.bench.common import header, parse_args, time_interleaved
 from kinema.flow import PyramidDiT, PyramidSchedule, preset
+from kinema.nn.packed import packed_linears
 from kinema.sample.decode import cast_parameters_
 from kinema.sample.flow import sample_pyramid
 
@@ -36,13 +38,14 @@ def model() -> PyramidDiT:
 @torch.inference_mode()
 def sample(dit: PyramidDiT, schedule: PyramidSchedule, steps: list[int]) -> torch.Tensor:
     shape = (1, dit.config.latent_channels, RESOLUTION, RESOLUTION)
-    return sample_pyramid(
-        lambda x, t, stage: dit(x, t),
-        shape,
-        schedule,
-        steps,
-        generator=torch.Generator().manual_seed(0),
-    )
+    with packed_linears(dit, rows_hint=(RESOLUTION // dit.config.patch_size) ** 2):  # as sampling
+        return sample_pyramid(
+            lambda x, t, stage: dit(x, t),
+            shape,
+            schedule,
+            steps,
+            generator=torch.Generator().manual_seed(0),
+        )
 
 
 def main(argv: list[str] | None = None) -> None:

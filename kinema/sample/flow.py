@@ -22,6 +22,7 @@ from kinema.flow.pyramid import (
     noise_pyramid,
     upsample2x,
 )
+from kinema.nn.packed import packed_linears
 from kinema.sample.decode import cast_parameters_
 from kinema.sample.guidance import cfg_combine
 
@@ -219,24 +220,26 @@ def generate_latents(
     was_training = model.training
     try:
         model.eval()
-        for i in range(len(given), frames):
-            scale = guidance_scale if i == 0 else video_guidance_scale
-            steps = steps_first if i == 0 else steps_later
-            velocity = _FrameVelocity(
-                model, n, history, i, text, text_mask, scale, width, use_cache
-            )
-            shape = (n, c.latent_channels, c.resolution, width)
-            x = sample_pyramid(
-                velocity,
-                shape,
-                model.schedule,
-                steps,
-                generator=generator,
-                device=device,
-                on_step=None if progress is None else on_step,
-            )
-            history = [*history, x]
-            logger.debug("latent frame %d of %d done", i + 1, frames)
+        # bf16 CPU weights: packed once for oneDNN instead of re-laid out per call
+        with packed_linears(model, rows_hint=n * (c.resolution // c.patch_size) ** 2):
+            for i in range(len(given), frames):
+                scale = guidance_scale if i == 0 else video_guidance_scale
+                steps = steps_first if i == 0 else steps_later
+                velocity = _FrameVelocity(
+                    model, n, history, i, text, text_mask, scale, width, use_cache
+                )
+                shape = (n, c.latent_channels, c.resolution, width)
+                x = sample_pyramid(
+                    velocity,
+                    shape,
+                    model.schedule,
+                    steps,
+                    generator=generator,
+                    device=device,
+                    on_step=None if progress is None else on_step,
+                )
+                history = [*history, x]
+                logger.debug("latent frame %d of %d done", i + 1, frames)
     finally:
         model.clear_caches()
         model.train(was_training)
