@@ -280,7 +280,7 @@ class SuperResTransformer(ModelMixin):
                 for x in (table.cos, table.sin)
             )
             inverse = video.flatten().argsort()
-            out.append(LineLayout(index, inverse, Rope(cos, sin, table.perm), mask))
+            out.append(LineLayout(index, inverse, Rope(cos, sin, table.parts), mask))
         return out
 
     def _attention(self, batch_size: int, text_valid: torch.Tensor | None) -> dict:
