@@ -71,13 +71,21 @@ def test_two_level_cdf_is_the_one_level_inverse_cdf():
     logits[:, 256:512] = float("-inf")  # a whole chunk without mass
     logits[:, ::7] = float("-inf")
     logits[:, 699] = float("-inf")  # the last real id, before the padding
+    before = logits.clone()
     draws = sample_cdf(logits, gen(5))
+    assert torch.equal(logits, before)  # the caller's logits are not overwritten
     u = torch.rand(n, 1, generator=gen(5))
     w = (logits - logits.amax(-1, keepdim=True)).exp().double()
     cdf = w.cumsum(-1)
     brute = torch.searchsorted(cdf, u.double() * cdf[:, -1:], right=True).squeeze(-1)
     assert torch.isfinite(logits.gather(-1, draws[:, None])).all()  # never a masked id
     assert (draws == brute).float().mean() > 0.999  # differ only at float-rounding ties
+    # bf16 logits (the decode loop's): the inverse CDF of the bf16 values
+    half = logits.bfloat16()
+    w = (half.double() - half.double().amax(-1, keepdim=True)).exp()
+    cdf = w.cumsum(-1)
+    brute = torch.searchsorted(cdf, u.double() * cdf[:, -1:], right=True).squeeze(-1)
+    assert (sample_cdf(half, gen(5)) == brute).float().mean() > 0.999
 
 
 def test_same_seed_same_tokens():
