@@ -267,7 +267,7 @@ def decode_blocks(
             slot = x.shape[1]  # next free cache slot
             logits = _flat(head, model.decode_step(x, 0, mask, positions)[:, -blen:])
             for step in range(num_given, n):
-                if guided or callback is not None:  # else the sampler makes its own fp32 copy
+                if guided or callback is not None:  # else the sampler converts to fp32 itself
                     logits = logits.float()  # (big, L, hi - lo)
                 if guided:
                     logits = cfg_combine(logits, cfg_scale)
