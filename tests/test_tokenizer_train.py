@@ -238,3 +238,19 @@ def test_init_from_a_trainer_checkpoint_takes_its_ema_weights(tmp_path):
     got = Tokenizer.from_pretrained(out).state_dict()
     for k, v in ema.items():
         assert torch.equal(got[k], v), k  # lr ~0, decay 1/2: the export is the EMA init
+
+
+def test_kl_training_exports_with_fitted_latent_statistics(tmp_path):
+    from kinema.tokenizer.training import train_tokenizer
+
+    torch.manual_seed(0)
+    data = ShapesDataset(length=8, resolution=32, num_frames=9)
+    cfg = TrainConfig(steps=1, batch_size=1, lr=1e-3, warmup_steps=0, weight_decay=0.0,
+                      out_dir=str(tmp_path / "kl"), save_every=1, tensorboard=False,
+                      progress=False, device="cpu")  # fmt: skip
+    out = train_tokenizer(small(quantizer="kl", kl_channels=4), data, cfg)
+    tok = Tokenizer.from_pretrained(out).eval()
+    assert tok.quantizer.shift.shape == (4,)
+    with torch.no_grad():  # the exported statistics normalise the latents of the data
+        z = torch.cat([tok.encode(data[i]["video"][None]) for i in range(8)])
+    assert abs(float(z.mean())) < 0.05 and abs(float(z.std()) - 1.0) < 0.05

@@ -80,7 +80,13 @@ def fit_latent_stats_from(tokenizer: Tokenizer, data: Dataset, batches: int = 16
     shift, scale = tokenizer.fit_latent_stats(
         torch.stack(videos[i : i + 4]) for i in range(0, len(videos), 4)
     )
-    log.info("latent shift %.4f scale %.4f", float(shift), float(scale))
+    # the buffers are per channel (C,), equal across channels unless fitted per channel
+    log.info("latent shift %s scale %s", _fmt(shift), _fmt(scale))
+
+
+def _fmt(values: torch.Tensor) -> str:
+    """``[0.1234, ...]`` of a small tensor, for logging."""
+    return "[" + ", ".join(f"{float(v):.4f}" for v in values.flatten()) + "]"
 
 
 def train_tokenizer(
