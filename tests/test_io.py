@@ -185,3 +185,21 @@ def test_written_files_get_the_usual_permissions(tmp_path: Path):
     finally:
         os.umask(mask)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_atomic_dir_files_get_the_usual_permissions(tmp_path: Path):
+    import os
+    import stat
+
+    from safetensors.torch import save_file
+
+    from kinema.utils.fs import atomic_dir
+
+    with atomic_dir(tmp_path / "model") as tmp:
+        save_file({"w": torch.zeros(2)}, str(tmp / "model.safetensors"))  # written as 0600
+        (tmp / "config.json").write_text("{}")
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("model.safetensors", "config.json"):
+        mode = stat.S_IMODE((tmp_path / "model" / name).stat().st_mode)
+        assert mode == 0o666 & ~umask, (name, oct(mode))

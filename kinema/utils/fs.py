@@ -44,6 +44,9 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())
+        for f in tmp.rglob("*"):  # some writers (safetensors) create files as 0600
+            if f.is_file():
+                os.chmod(f, 0o666 & ~_umask())
         if path.exists():
             old = path.with_name(f".{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)
