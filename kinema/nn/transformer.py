@@ -28,7 +28,28 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class TransformerConfig:
+class CoreFields:
+    """The transformer-core fields every model config carries (meaning as in
+    :class:`TransformerConfig`, which adds the fields a model sets itself); a model config
+    subclasses this, redeclaring only the defaults it changes, and :func:`core_config` turns
+    it into the core's config."""
+
+    dim: int = 256
+    n_layers: int = 4
+    n_heads: int = 4
+    n_kv_heads: int | None = None
+    head_dim: int | None = None
+    mlp_hidden: int | None = None
+    multiple_of: int = 256
+    norm_eps: float = 1e-5
+    rope_theta: float = 10000.0
+    rope_axes_dim: tuple[int, int, int] | None = None
+    qk_norm: bool = False
+    init_std: float = 0.02
+
+
+@dataclass
+class TransformerConfig(CoreFields):
     """Size and options of a :class:`Transformer`.
 
     Attributes:
@@ -52,21 +73,9 @@ class TransformerConfig:
             by ``1/sqrt(2*n_layers)``).
     """
 
-    dim: int = 256
-    n_layers: int = 4
-    n_heads: int = 4
-    n_kv_heads: int | None = None
-    head_dim: int | None = None
-    mlp_hidden: int | None = None
-    multiple_of: int = 256
-    norm_eps: float = 1e-5
     rope: str = "1d"
-    rope_theta: float = 10000.0
-    rope_axes_dim: tuple[int, int, int] | None = None
     adaln_cond_dim: int | None = None
-    qk_norm: bool = False
     max_seq_len: int = 2048
-    init_std: float = 0.02
 
     def __post_init__(self) -> None:
         if self.rope not in ("1d", "3d"):
@@ -106,26 +115,6 @@ class TransformerConfig:
     @property
     def resolved_mlp_hidden(self) -> int:
         return self.mlp_hidden or llama_hidden_dim(self.dim, self.multiple_of)
-
-
-@dataclass
-class CoreFields:
-    """The transformer-core fields every model config carries (meaning as in
-    :class:`TransformerConfig`); a model config subclasses this, redeclaring only the
-    defaults it changes, and :func:`core_config` turns it into the core's config."""
-
-    dim: int = 256
-    n_layers: int = 4
-    n_heads: int = 4
-    n_kv_heads: int | None = None
-    head_dim: int | None = None
-    mlp_hidden: int | None = None
-    multiple_of: int = 256
-    norm_eps: float = 1e-5
-    rope_theta: float = 10000.0
-    rope_axes_dim: tuple[int, int, int] | None = None
-    qk_norm: bool = False
-    init_std: float = 0.02
 
 
 def core_config(model_config: CoreFields, **overrides) -> TransformerConfig:
