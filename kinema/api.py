@@ -311,7 +311,7 @@ def _run_tasks(
     from kinema.io import to_uint8
     from kinema.lm.tasks import get_task
     from kinema.sample.extend import chain as run_chain
-    from kinema.sample.video import _encode_prompt, read_clips
+    from kinema.sample.video import lm_conditions, read_clips
 
     c = net.config
     bad = sorted(set(options) - {"temperature", "top_k", "top_p", "label"})
@@ -340,15 +340,7 @@ def _run_tasks(
         clip = read_clips(tok, source, frames, c.latent_shape[1:], n).expand(n, -1, -1, -1, -1)
     cond: dict = {"dtype": torch.bfloat16, "cfg_scale": guidance}
     cond.update({k: v for k, v in options.items() if k != "label"})
-    if options.get("label") is not None:
-        label = options["label"]
-        if not c.num_classes or not 0 <= label < c.num_classes:
-            raise KinemaError(f"--class must be in [0, {c.num_classes - 1}], got {label}")
-        cond["label"] = torch.full((n,), label, dtype=torch.long)
-    if prompt is not None:
-        if not c.text_dim:
-            raise KinemaError("this model is not text-conditional; drop --prompt")
-        cond["text"], cond["text_mask"] = _encode_prompt(prompt, n, c.max_text_len)
+    cond.update(lm_conditions(c, n, prompt, options.get("label")))
     codec = _audio_codec(folder) if any(get_task(t).modality == "audio" for t in names) else None
     with torch.no_grad():
         state = run_chain(net, tok, steps, video=clip, batch_size=n, seed=seed, **cond)

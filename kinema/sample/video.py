@@ -20,6 +20,7 @@ from kinema.errors import KinemaError
 from kinema.flow.dit import PyramidDiT
 from kinema.hub import LM_KINDS, TOKENIZER_DIR, model_kind, resolve_model
 from kinema.io import read_video, resize_video, to_tensor, to_uint8
+from kinema.lm.config import TokenLMConfig
 from kinema.lm.model import TokenLM
 from kinema.lm.tasks import default_given, get_task, task_sequence
 from kinema.modeling import CONFIG_NAME
@@ -160,16 +161,7 @@ def _lm_tokens(
         if not c.cond_frames:
             raise KinemaError("this model takes no conditioning frames; drop --video")
         cond["cond_tokens"] = _encode_video(tok, video, c.cond_frames, c.latent_shape[1:], n)
-    if label is not None:
-        if not c.num_classes:
-            raise KinemaError("this model is not class-conditional; drop --class")
-        if not 0 <= label < c.num_classes:
-            raise KinemaError(f"--class must be in [0, {c.num_classes - 1}], got {label}")
-        cond["label"] = torch.full((n,), label, dtype=torch.long)
-    if prompt is not None:
-        if not c.text_dim:
-            raise KinemaError("this model is not text-conditional; drop --prompt")
-        cond["text"], cond["text_mask"] = _encode_prompt(prompt, n, c.max_text_len)
+    cond.update(lm_conditions(c, n, prompt, label))
 
     def callback(step: int, *_) -> None:
         progress(step + 1, c.num_blocks)
@@ -221,15 +213,7 @@ def _task_tokens(
         raise KinemaError(f"task {task} needs --video")
     if video is not None and not given:
         raise KinemaError(f"task {task} takes no video; drop --video")
-    cond: dict = {}
-    if label is not None:
-        if not c.num_classes or not 0 <= label < c.num_classes:
-            raise KinemaError(f"--class must be in [0, {c.num_classes - 1}], got {label}")
-        cond["label"] = torch.full((n,), label, dtype=torch.long)
-    if prompt is not None:
-        if not c.text_dim:
-            raise KinemaError("this model is not text-conditional; drop --prompt")
-        cond["text"], cond["text_mask"] = _encode_prompt(prompt, n, c.max_text_len)
+    cond = lm_conditions(c, n, prompt, label)
     frames = _encode_video(tok, video, given, c.latent_shape[1:], n) if given else None
     seq = task_sequence(c, task, video=frames, given=given or None, batch_size=n)
 
@@ -351,6 +335,25 @@ def read_clips(
     if clips.shape[1] < want:
         raise KinemaError(f"{name} has {clips.shape[1]} frames; this model needs {want}")
     return torch.stack([to_tensor(c) for c in clips])
+
+
+def lm_conditions(
+    config: TokenLMConfig, n: int, prompt: str | Sequence[str] | None, label: int | None
+) -> dict[str, torch.Tensor]:
+    """The ``label`` / ``text`` / ``text_mask`` conditions of a token LM for ``n`` samples
+    (checked against what the model takes); missing ones are left out (null condition)."""
+    cond: dict[str, torch.Tensor] = {}
+    if label is not None:
+        if not config.num_classes:
+            raise KinemaError("this model is not class-conditional; drop --class")
+        if not 0 <= label < config.num_classes:
+            raise KinemaError(f"--class must be in [0, {config.num_classes - 1}], got {label}")
+        cond["label"] = torch.full((n,), label, dtype=torch.long)
+    if prompt is not None:
+        if not config.text_dim:
+            raise KinemaError("this model is not text-conditional; drop --prompt")
+        cond["text"], cond["text_mask"] = _encode_prompt(prompt, n, config.max_text_len)
+    return cond
 
 
 def _encode_prompt(
