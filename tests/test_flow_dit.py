@@ -313,6 +313,23 @@ def test_model_without_text():
         run(model, {**kw, "text": torch.randn(B, 2, 16)})
 
 
+def test_frame_alone_takes_the_per_sample_conditioning_path():
+    """No text, no history: the forward skips the (empty) prefix and feeds the core one adaLN
+    vector per sample; that equals the general per-group route with every token in the
+    current frame's group."""
+    model = randomized(text_dim=0)
+    x, t = inputs(stage=1)["x"], torch.tensor([700.0, 250.0])
+    with torch.no_grad():
+        out = model(x, t)
+        cur = model.embed_frame(x)
+        pos = frame_positions(0, 4, 4, 2, offset=model.config.num_text_tokens)
+        cond = model.embed_timesteps(t)[:, None]  # (B, 1, D): one group
+        index = torch.zeros(cur.shape[1], dtype=torch.long)
+        ref = model.unpatchify(model.transformer(cur, pos, None, cond=cond, cond_index=index), 8, 8)
+    assert out.abs().mean() > 1e-3  # the randomized model does not predict zero
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-6)
+
+
 # ---------------------------------------------------------------------------- save / load
 
 

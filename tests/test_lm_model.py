@@ -94,7 +94,7 @@ def test_paper_preset_parameter_counts_on_meta_device(name):
 def test_small_preset_is_cpu_sized():
     with torch.device("meta"):
         model = TokenLM(preset("small"))
-    assert 10e6 <= model.num_parameters() <= 20e6
+    assert 5e6 <= model.num_parameters() <= 10e6
 
 
 # ---------------------------------------------------------------------------- layout

@@ -8,10 +8,12 @@ the same Euler sampler (:func:`kinema.sample.flow.sample_pyramid`):
 The paper says the pyramid costs "almost 1/K"; kinema aims for >= 2.3x. The two run
 A B A B ... ``--repeats`` times after a warm-up; the figure is the median wall time. bf16
 rows keep the weights in bf16 (cast once, no autocast; packed for oneDNN, as
-:func:`kinema.sample.flow.generate_latents` does).
+:func:`kinema.sample.flow.generate_latents` does). ``--compile`` adds rows for the same DiT
+under :class:`kinema.nn.compiled.InferenceCompiled` (fused kernels, frozen weights; the
+warm-up compiles each stage's shape once, not timed).
 
 Usage:
-    kinema bench pyramid [--n 10] [--dtypes fp32,bf16] [--repeats 5]
+    kinema bench pyramid [--n 10] [--dtypes fp32,bf16] [--repeats 5] [--compile]
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ import argparse
 from functools import partial
 
 import torch
+from torch import nn
 
 from kinema.bench.common import header, parse_args, time_interleaved
 from kinema.flow import PyramidDiT, PyramidSchedule, preset
+from kinema.nn.compiled import InferenceCompiled
 from kinema.nn.packed import packed_linears
 from kinema.sample.decode import cast_parameters_
 from kinema.sample.flow import sample_pyramid
@@ -36,11 +40,20 @@ def model() -> PyramidDiT:
 
 
 @torch.inference_mode()
-def sample(dit: PyramidDiT, schedule: PyramidSchedule, steps: list[int]) -> torch.Tensor:
+def sample(
+    dit: PyramidDiT,
+    schedule: PyramidSchedule,
+    steps: list[int],
+    compiled: InferenceCompiled | None = None,
+) -> torch.Tensor:
+    """One ``(1, C, 64, 64)`` latent frame; ``compiled`` (of ``dit``) runs the steps if given."""
     shape = (1, dit.config.latent_channels, RESOLUTION, RESOLUTION)
-    with packed_linears(dit, rows_hint=(RESOLUTION // dit.config.patch_size) ** 2):  # as sampling
+    net = dit if compiled is None else compiled
+    rows = (RESOLUTION // dit.config.patch_size) ** 2
+    # eager: packed as sampling does; compiled: Inductor packs the frozen weights itself
+    with packed_linears(dit if compiled is None else nn.Module(), rows_hint=rows):
         return sample_pyramid(
-            lambda x, t, stage: dit(x, t),
+            lambda x, t, stage: net(x, t),
             shape,
             schedule,
             steps,
@@ -52,24 +65,33 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=10, help="Euler steps per pyramid stage")
     ap.add_argument("--dtypes", default="fp32,bf16")
+    ap.add_argument("--compile", action="store_true", help="also time the compiled DiT")
     args = parse_args(ap, argv)
     dit = model()
     params = sum(p.numel() for p in dit.parameters()) / 1e6
     print(header(f"one {RESOLUTION}x{RESOLUTION} latent frame, batch 1, {params:.1f}M DiT"))
-    print("\n| dtype | pyramid 3 x [n] (s) | single 1 x [3n] (s) | n | speed-up |")
-    print("|---|---|---|---|---|")
+    print("\n| dtype | mode | pyramid 3 x [n] (s) | single 1 x [3n] (s) | n | speed-up |")
+    print("|---|---|---|---|---|---|")
+    modes = ["eager", "compiled"] if args.compile else ["eager"]
     for dname in args.dtypes.split(","):
         cast_parameters_(dit, {"fp32": torch.float32, "bf16": torch.bfloat16}[dname])
-        runs = {
-            "pyramid": partial(sample, dit, dit.schedule, [args.n] * dit.config.stages),
-            "single": partial(sample, dit, PyramidSchedule(stages=1), [args.n * dit.config.stages]),
-        }
-        med = time_interleaved(runs, args.repeats)
-        print(
-            f"| {dname} | {med['pyramid']:.3f} | {med['single']:.3f} | {args.n} | "
-            f"{med['single'] / med['pyramid']:.2f}x |",
-            flush=True,
-        )
+        for mode in modes:
+            torch.compiler.reset()  # the frozen graphs of the other dtype are stale
+            compiled = InferenceCompiled(dit) if mode == "compiled" else None
+            runs = {
+                "pyramid": partial(
+                    sample, dit, dit.schedule, [args.n] * dit.config.stages, compiled
+                ),
+                "single": partial(
+                    sample, dit, PyramidSchedule(stages=1), [args.n * dit.config.stages], compiled
+                ),
+            }
+            med = time_interleaved(runs, args.repeats)
+            print(
+                f"| {dname} | {mode} | {med['pyramid']:.3f} | {med['single']:.3f} | {args.n} | "
+                f"{med['single'] / med['pyramid']:.2f}x |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -270,12 +270,16 @@ class PyramidDiT(FlowLoss, ModelMixin):
                 f"current frame {frame_index}"
             )
         sigma = _per_sample(history_sigma, b, "history_sigma", device)
-        cond = self.embed_timesteps(
-            torch.stack([torch.zeros_like(sigma), sigma], -1) * self.schedule.num_train_timesteps
-        )  # (B, 2, D): text, history
+        cond = None
+        if c.text_dim or history:  # (B, 2, D): text, history (nothing to condition without)
+            cond = self.embed_timesteps(
+                torch.stack([torch.zeros_like(sigma), sigma], -1)
+                * self.schedule.num_train_timesteps
+            )
         off, p = c.num_text_tokens, c.patch_size
         none = torch.zeros(0, dtype=torch.long, device=device)
-        tokens, pos = [cond.new_zeros(b, 0, c.dim)], [torch.zeros(0, 3, device=device)]
+        tokens: list[torch.Tensor] = []
+        pos = [torch.zeros(0, 3, device=device)]
         group, cond_index, valid = [none], [none], []
 
         def add(x: torch.Tensor, xpos: torch.Tensor, g: int, kind: int) -> None:
@@ -304,7 +308,7 @@ class PyramidDiT(FlowLoss, ModelMixin):
             add(self.embed_frame(frame.to(device)), xpos, 1 + j, _HISTORY)
             valid.append(torch.ones(b, h * w, dtype=torch.bool, device=device))
         return _Prefix(
-            tokens=torch.cat(tokens, 1),
+            tokens=torch.cat(tokens, 1) if tokens else torch.zeros(b, 0, c.dim, device=device),
             pos=torch.cat(pos),
             group=torch.cat(group),
             cond_index=torch.cat(cond_index),
@@ -376,6 +380,9 @@ class PyramidDiT(FlowLoss, ModelMixin):
                 f"x is {w * factor} latents wide at full resolution, the history {prefix.width}"
             )
         xpos = frame_positions(prefix.frame_index, *grid, factor, offset=c.num_text_tokens)
+        if prefix.cond is None:  # the current frame alone: one adaLN vector per sample
+            out = self.transformer(cur, xpos.to(device), None, cond=self.embed_timesteps(t))
+            return self.unpatchify(out, h, w).to(x.dtype)
         pos = torch.cat([prefix.pos, xpos.to(device)])
         group = F.pad(prefix.group, (0, n), value=prefix.current_group)
         cond_index = F.pad(prefix.cond_index, (0, n), value=_CURRENT)
@@ -515,7 +522,7 @@ class _Prefix(NamedTuple):
     group: torch.Tensor  # (P,) long causal group (0 = text, 1 + j = history frame j)
     cond_index: torch.Tensor  # (P,) long row of ``cond``: _TEXT or _HISTORY
     key_valid: torch.Tensor | None  # (B, P) bool, None without text
-    cond: torch.Tensor  # (B, 2, D) adaLN vectors of text and history
+    cond: torch.Tensor | None  # (B, 2, D) adaLN vectors of text and history; None if P = 0
     current_group: int
     frame_index: int
     width: int | None  # full-res latent width of the history (None without history)
