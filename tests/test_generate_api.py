@@ -49,6 +49,20 @@ def test_flow_shape_seed_and_progress(folders):
     assert first.shape == (1, 1, 32, 32, 3)
 
 
+def test_flow_prompt_defaults_to_flow_guidance(folders):
+    """A prompt without a scale samples with FLOW_GUIDANCE (first, later frames): the same
+    videos as those scales given explicitly, other videos than guidance 0."""
+    from kinema.api import FLOW_GUIDANCE
+
+    kw = dict(model=folders["flow"], seed=3, **FAST)
+    default = kinema.generate("a red ball", **kw)
+    explicit = kinema.generate(
+        "a red ball", guidance=FLOW_GUIDANCE[0], video_guidance_scale=FLOW_GUIDANCE[1], **kw
+    )
+    unguided = kinema.generate("a red ball", guidance=0.0, video_guidance_scale=0.0, **kw)
+    assert np.array_equal(default, explicit) and not np.array_equal(default, unguided)
+
+
 def test_token_lm_image_to_video(folders, tmp_path):
     from PIL import Image
 
