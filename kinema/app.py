@@ -103,8 +103,9 @@ class Demo:
     ) -> tuple[str, str]:
         """Generate one video from the form -> (file path, status line with the wall time).
 
-        ``frames`` / ``steps`` 0: the model's default; ``guidance`` 0: off; ``steps`` is
-        per pyramid stage of every frame. ``image`` / ``video``: uploaded file paths.
+        ``frames`` / ``steps`` / ``guidance`` 0: the default (guidance:
+        :data:`~kinema.api.FLOW_GUIDANCE` for a flow model with a prompt, else off);
+        ``steps`` is per pyramid stage of every frame. ``image`` / ``video``: uploaded file paths.
         """
         try:
             return self._run(prompt, method, seed, frames, guidance, steps, image, video, progress)
@@ -119,7 +120,7 @@ class Demo:
         kind = self.methods[1] if method == "auto" else method
         seed = _whole(seed, "seed") or 0
         frames, steps = _whole(frames, "frames") or None, _whole(steps, "steps") or None
-        guidance = float(guidance) if guidance else None  # 0: off (NaN: caught by the bounds)
+        guidance = float(guidance) if guidance else None  # 0: default (NaN: caught by the bounds)
         for path, kinds, what in (
             (image, IMAGE_EXTENSIONS, "image"),
             (video, VIDEO_EXTENSIONS, "video"),
@@ -226,7 +227,7 @@ def build_app(models: Sequence[str | os.PathLike] | None = None, config: AppConf
                     )
                 with gr.Row():
                     guidance = gr.Number(
-                        0, label="guidance (0: off)", minimum=0, maximum=lim.max_guidance
+                        0, label="guidance (0: default)", minimum=0, maximum=lim.max_guidance
                     )
                     steps = gr.Number(
                         0,

@@ -49,10 +49,13 @@ def generate(
         None,
         "--guidance",
         "--cfg",
-        help="Classifier-free guidance scale, 0-20 (pyramid-flow: of the first frame).",
+        help="Classifier-free guidance scale, 0-20 (pyramid-flow: of the first frame; "
+        "default with a prompt 7).",
     ),
     video_guidance: float | None = typer.Option(
-        None, help="pyramid-flow: guidance of later frames (default --guidance)."
+        None,
+        help="pyramid-flow: guidance of later frames (default: --guidance if given, "
+        "else 5 with a prompt).",
     ),
     steps: str | None = typer.Option(
         None, help="pyramid-flow: Euler steps per stage of the first frame: 20 or 20,20,20."
