@@ -23,6 +23,9 @@ SHIPPED = Path(__file__).parent / "assets" / "models"
 # A generative model's folder keeps the tokenizer that made its training data here, so
 # sampling decodes without being told which tokenizer to use.
 TOKENIZER_DIR = "tokenizer"
+# ... or, in a shipped model, names a shipped tokenizer (``{"shipped": NAME}``) instead of
+# holding a second copy of it
+TOKENIZER_REF = "tokenizer.json"
 AUDIO_CODEC_DIR = "audio_codec"  # a multitask LM's audio codec (video-to-audio)
 CARD_NAME = "card.json"
 # generation method -> the shipped model used when no model is given; the order is the
@@ -51,6 +54,27 @@ def resolve_model(spec: str | os.PathLike) -> Path:
         f"model '{spec}' is neither a folder nor a shipped model; shipped: "
         f"{', '.join(shipped_models()) or 'none'}"
     )
+
+
+def tokenizer_folder(spec: str | os.PathLike) -> Path | None:
+    """The tokenizer stored with a generative model: its ``tokenizer/`` folder, else the
+    shipped tokenizer its ``tokenizer.json`` names; None when it has neither."""
+    folder = resolve_model(spec)
+    if (folder / TOKENIZER_DIR / "config.json").is_file():
+        return folder / TOKENIZER_DIR
+    ref = folder / TOKENIZER_REF
+    if not ref.is_file():
+        return None
+    try:
+        name = json.loads(ref.read_text()).get("shipped")
+    except (json.JSONDecodeError, AttributeError):
+        name = None
+    if not isinstance(name, str) or not (SHIPPED / name / "config.json").is_file():
+        raise KinemaError(
+            f"'{ref}' must be {{\"shipped\": NAME}} with NAME one of: "
+            f"{', '.join(shipped_models()) or 'none'}"
+        )
+    return SHIPPED / name
 
 
 def lm_kind(block_shape: Sequence[int]) -> str:

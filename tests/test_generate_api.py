@@ -123,3 +123,29 @@ def test_default_model_is_the_shipped_one(folders, tmp_path, monkeypatch):
     (tmp_path / "flow-small").symlink_to(folders["flow"])
     assert hub.default_model() == "flow-small" and hub.default_model("nbp") == "lm-physics-nbp"
     assert kinema.generate("a red ball", frames=1, steps=1).shape == (1, 1, 32, 32, 3)
+
+
+def test_shipped_model_may_name_a_shipped_tokenizer(folders, tmp_path, monkeypatch):
+    """tokenizer.json {"shipped": NAME} stands in for a tokenizer/ copy; a bad one is a
+    one-line error naming the file and the shipped tokenizers."""
+    import shutil
+
+    monkeypatch.setattr(hub, "SHIPPED", tmp_path)
+    shutil.copytree(folders["nbp"] / "tokenizer", tmp_path / "tok-a")
+    model = tmp_path / "lm-physics-nbp"
+    shutil.copytree(folders["nbp"], model, ignore=shutil.ignore_patterns("tokenizer"))
+    (model / "tokenizer.json").write_text('{"shipped": "tok-a"}')
+    assert hub.tokenizer_folder("lm-physics-nbp") == tmp_path / "tok-a"
+    reference = kinema.generate(model=folders["nbp"], seed=1)
+    assert np.array_equal(kinema.generate(seed=1), reference)
+    (model / "tokenizer.json").write_text('{"shipped": "tok-b"}')
+    with pytest.raises(KinemaError) as err:
+        kinema.generate(seed=1)
+    assert "tokenizer.json' must be" in str(err.value) and "tok-a" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_the_shipped_models_load_with_their_tokenizers():
+    for name in ("flow-small", "lm-physics-nbp"):
+        assert hub.tokenizer_folder(name).parent == hub.SHIPPED
+        assert hub.model_kind(hub.tokenizer_folder(name)) == "tokenizer"

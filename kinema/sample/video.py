@@ -18,12 +18,11 @@ import torch
 
 from kinema.errors import KinemaError
 from kinema.flow.dit import PyramidDiT
-from kinema.hub import LM_KINDS, TOKENIZER_DIR, model_kind, resolve_model
+from kinema.hub import LM_KINDS, TOKENIZER_DIR, model_kind, resolve_model, tokenizer_folder
 from kinema.io import read_video, resize_video, to_tensor, to_uint8
 from kinema.lm.config import TokenLMConfig
 from kinema.lm.model import TokenLM
 from kinema.lm.tasks import default_given, get_task, task_sequence
-from kinema.modeling import CONFIG_NAME
 from kinema.sample.decode import generate, generate_task
 from kinema.sample.flow import Progress, check_steps, generate_latents
 from kinema.tokenizer import Tokenizer
@@ -69,8 +68,8 @@ def load_model(path: str | os.PathLike, method: str = "auto") -> tuple[Generator
         if method not in METHODS:
             raise KinemaError(f"unknown method {method!r}; valid: auto, {', '.join(METHODS)}")
         raise KinemaError(f"'{folder}' holds a {found} model, not {method}; use --method auto")
-    tok_dir = folder / TOKENIZER_DIR
-    if not (tok_dir / CONFIG_NAME).is_file():
+    tok_dir = tokenizer_folder(folder)
+    if tok_dir is None:
         raise KinemaError(
             f"'{folder}' has no {TOKENIZER_DIR}/ folder; train it with `{TRAIN_COMMANDS[found]}`"
         )
