@@ -37,6 +37,7 @@ PROMPTS = (  # physics "uniform" and shapes captions
 )
 GALLERY_PROMPTS = PROMPTS[:2]  # one physics, one shapes
 SEED = 0
+CLIP_SEED, CLIP_SEARCH = 1000, 500  # held-out physics clips searched for a prompt's caption
 MARKDOWN_NAME = "gallery.md"
 
 
@@ -75,19 +76,51 @@ def reads_text(net: Generator) -> bool:
     return bool(net.config.text_dim)
 
 
-def generate_one(model: tuple[Generator, Tokenizer], prompt: str, seed: int) -> np.ndarray:
+def prompt_clip(model: tuple[Generator, Tokenizer], prompt: str) -> np.ndarray | None:
+    """For a model that reads no text but continues given frames (a token LM with
+    ``cond_frames``): the given frames ``(T0, H, W, 3)`` uint8 of the first held-out physics
+    clip (uniform, in distribution, seed :data:`CLIP_SEED`) whose caption is ``prompt``, so
+    that its continuation can be checked against the prompt. None for other models, or when
+    none of :data:`CLIP_SEARCH` clips has that caption (e.g. a shapes prompt)."""
+    from kinema.data.physics import PhysicsDataset, caption
+    from kinema.sample.video import video_shape
+
+    net, tok = model
+    if reads_text(net) or not getattr(net.config, "cond_frames", 0):
+        return None
+    given = 1 + tok.config.temporal_compression * (net.config.cond_frames - 1)
+    frames, height, width = video_shape(net, tok)
+    ds = PhysicsDataset(
+        "uniform", "id", CLIP_SEARCH, (height, width), frames, cond_frames=given, seed=CLIP_SEED
+    )
+    for i in range(CLIP_SEARCH):
+        if caption(ds.trajectory(i)) == prompt:
+            return ds.frames(i)[0][:given]
+    return None
+
+
+def generate_one(
+    model: tuple[Generator, Tokenizer], prompt: str, seed: int
+) -> tuple[np.ndarray, int | None]:
     """One uint8 ``(T, H, W, 3)`` video of a loaded ``(model, tokenizer)`` with the default
-    options of :func:`kinema.generate`; only a text-conditional model is given the prompt
-    (the others sample unconditionally)."""
+    options of :func:`kinema.generate`, and how many of its first frames were given (0) or
+    None when the prompt played no part. A text-conditional model is given the prompt; a
+    model that continues frames continues the :func:`prompt_clip` of the prompt; any other
+    samples unconditionally."""
     from kinema.api import generate
 
-    return generate(prompt if reads_text(model[0]) else None, model=model, seed=seed)[0]
+    if reads_text(model[0]):
+        return generate(prompt, model=model, seed=seed)[0], 0
+    clip = prompt_clip(model, prompt)
+    video = generate(model=model, seed=seed, video=clip)[0]
+    return video, None if clip is None else len(clip)
 
 
 @dataclass
 class GalleryItem:
     """One GIF: ``file`` (name in the gallery folder), the wall ``seconds`` of its
-    generation, its ``frames``; ``text``: whether the model read the prompt."""
+    generation, its ``frames``; ``given``: how many first frames were given (0: text only;
+    None: the model sampled unconditionally), see :func:`generate_one`."""
 
     method: str
     model: str
@@ -95,7 +128,7 @@ class GalleryItem:
     file: str
     seconds: float
     frames: int
-    text: bool
+    given: int | None
 
 
 def make_gallery(
@@ -136,19 +169,23 @@ def make_gallery(
         model = load_model(folder)
         for i, prompt in enumerate(prompts):
             start = time.perf_counter()
-            video = generate_one(model, prompt, seed)
+            video, given = generate_one(model, prompt, seed)
             seconds = time.perf_counter() - start
             name = f"{method}-{i}.gif"
             write_video(out / name, video, fps=fps)
-            items.append(
-                GalleryItem(
-                    method, folder.name, prompt, name, seconds, len(video), reads_text(model[0])
-                )
-            )
+            items.append(GalleryItem(method, folder.name, prompt, name, seconds, len(video), given))
     prefix = out.as_posix() if link_prefix is None else link_prefix.rstrip("/")
     with atomic_file(out / MARKDOWN_NAME) as tmp:
         tmp.write_text(gallery_markdown(items, missing, prompts, seed, prefix))
     return out / MARKDOWN_NAME, items
+
+
+def _how(item: GalleryItem) -> str:
+    if item.given is None:
+        return f"{item.frames} frames, unconditional (reads no text)"
+    if item.given:
+        return f"{item.frames} frames, the first {item.given} of a physics clip so captioned"
+    return f"{item.frames} frames"
 
 
 def gallery_markdown(
@@ -168,10 +205,9 @@ def gallery_markdown(
     ]
     for method in dict.fromkeys(it.method for it in items):
         row = [it for it in items if it.method == method]
-        label = f"{method} (`{row[0].model}`{'' if row[0].text else ', reads no text'})"
+        label = f"{method} (`{row[0].model}`)"
         cells = [
-            f'![{method}: "{it.prompt}"]({prefix}/{it.file})<br>{it.frames} frames, '
-            f"{it.seconds:.1f} s"
+            f'![{method}: "{it.prompt}"]({prefix}/{it.file})<br>{_how(it)}, {it.seconds:.1f} s'
             for it in row
         ]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
@@ -192,5 +228,6 @@ __all__ = [
     "make_gallery",
     "method_models",
     "parse_model_specs",
+    "prompt_clip",
     "reads_text",
 ]

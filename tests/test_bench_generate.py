@@ -40,7 +40,8 @@ def test_table_has_a_row_per_method(tmp_path, capsys):
     assert float(flow_row[3]) > 0 and float(flow_row[4]) > 0
     # a random text model: the detector ran (a count), whatever it found
     assert flow_row[6].endswith("/2") and flow_row[7].rstrip(" |").endswith("/2")
-    assert nbp_row[5] == "1 (32x32)" and nbp_row[6] == "- (no text)"
+    # "a red ball moves left" is no physics caption: the LM samples unconditionally
+    assert nbp_row[5] == "1 (32x32)" and nbp_row[6] == "- (unconditional)"
     assert rows["ntp"][1] == "lm-physics-ntp: not shipped"
 
 
@@ -63,3 +64,17 @@ def test_bad_options_are_one_line_errors(argv, message, monkeypatch, capsys):
         main()
     err = capsys.readouterr().err.strip()
     assert exit_.value.code == 2 and len(err.splitlines()) == 1 and message in err
+
+
+def test_a_frame_continuing_lm_is_scored_on_its_generated_frames(tmp_path, capsys):
+    """A physics caption gives the LM a held-out clip to continue; the detector then scores
+    the LM's own frames (a count out of the calls), not the given ones."""
+    nbp = lm_folder(tmp_path / "nbp")
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a large red ball moves right steadily\n")
+    run_benchmark("generate", ["--model", f"nbp={nbp}", "--prompts-file", str(prompts),
+                               "--seeds", "0", "--threads", "1"])  # fmt: skip
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| nbp"))
+    cells = row.split(" | ")
+    assert cells[5] == "5 (32x32)"  # 1 given + 4 generated frames
+    assert cells[6].endswith("/1") and cells[7].rstrip(" |").endswith("/1")

@@ -30,15 +30,19 @@ def test_gallery_writes_gifs_and_markdown(tmp_path, caplog):
     out = tmp_path / "docs" / "gallery"
     page, items = make_gallery(out, [f"ntp={ntp}"], link_prefix="docs/gallery")
     assert [it.file for it in items] == ["ntp-0.gif", "ntp-1.gif"]
+    # the LM reads no text but continues frames: the physics prompt becomes a held-out clip
+    # with that caption (1 given frame + 4 generated); the shapes prompt has no such clip
+    assert [(it.frames, it.given) for it in items] == [(5, 1), (1, None)]
     for it in items:
         info = probe(out / it.file, count=True)
-        assert (info.width, info.height) == (32, 32) and it.frames == 1
+        assert (info.width, info.height, info.frames) == (32, 32, it.frames)
     md = page.read_text()
     assert page == out / "gallery.md"
     for prompt in GALLERY_PROMPTS:
         assert f'"{prompt}"' in md
     assert "![ntp: " in md and "(docs/gallery/ntp-0.gif)" in md and "(docs/gallery/ntp-1.gif)" in md
-    assert "ntp (`ntp`, reads no text)" in md
+    assert "| ntp (`ntp`) |" in md and "the first 1 of a physics clip so captioned" in md
+    assert "1 frames, unconditional (reads no text)" in md
     assert "- pyramid-flow: no model shipped yet" in md and "- nbp: no model shipped yet" in md
     assert "no nbp model" in caplog.text
     assert sorted(p.name for p in out.iterdir()) == ["gallery.md", "ntp-0.gif", "ntp-1.gif"]
@@ -63,3 +67,21 @@ def test_bad_model_spec_is_one_line(tmp_path, monkeypatch, capsys):
     assert exit_.value.code == 2 and len(err.splitlines()) == 1
     assert "--model must be METHOD=PATH" in err and "got 'x'" in err
     assert not (tmp_path / "gallery.md").exists()
+
+
+def test_prompt_clip_has_the_prompt_as_caption(tmp_path):
+    from kinema.data.physics import PhysicsDataset, caption
+    from kinema.gallery import CLIP_SEARCH, CLIP_SEED, prompt_clip
+    from kinema.sample.video import load_model
+
+    lm = load_model(lm_folder(tmp_path / "nbp"))
+    clip = prompt_clip(lm, "a large red ball moves right steadily")
+    ds = PhysicsDataset("uniform", "id", CLIP_SEARCH, 32, 5, cond_frames=1, seed=CLIP_SEED)
+    match = [
+        i
+        for i in range(CLIP_SEARCH)
+        if caption(ds.trajectory(i)) == "a large red ball moves right steadily"
+    ]
+    assert clip.shape == (1, 32, 32, 3) and (clip == ds.frames(match[0])[0][:1]).all()
+    assert prompt_clip(lm, "a blue square moves up") is None
+    assert prompt_clip(load_model(flow_folder(tmp_path / "flow", text=True)), "x") is None

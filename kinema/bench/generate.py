@@ -7,9 +7,11 @@ captions (:data:`kinema.gallery.PROMPTS`, or ``--prompts-file``, one per line).
   cold   the first call: loading the model (and the text encoder) + generating
   warm   median of the other calls, run method after method (A B C A B C ...)
 Each video is checked with the adherence detector (:mod:`kinema.eval.adherence`): does
-it show the prompt's colour, moving the prompt's way? Models that read no text sample
-unconditionally and have no adherence ("no text"). Methods without a model get a "not
-shipped" row.
+it show the prompt's colour, moving the prompt's way? A model that reads no text but
+continues given frames (the physics token LMs) continues a held-out physics clip with the
+prompt as its caption (:func:`kinema.gallery.prompt_clip`) and only its generated frames
+are checked; prompts with no such clip (shapes) are sampled unconditionally and not
+checked. Methods without a model get a "not shipped" row.
 
 Usage:
     kinema bench generate [--prompts-file FILE] [--seeds 0,1] [--model METHOD=PATH ...]
@@ -29,7 +31,7 @@ import torch
 from kinema.bench.common import header
 from kinema.errors import KinemaError
 from kinema.eval.adherence import score_pair
-from kinema.gallery import PROMPTS, generate_one, method_models, reads_text
+from kinema.gallery import PROMPTS, generate_one, method_models
 from kinema.hub import DEFAULT_MODELS
 
 
@@ -38,18 +40,21 @@ class MethodRun:
     """Timings (s) and adherence of one method's calls."""
 
     model: str
-    text: bool = False
+    scored: bool = False  # some call's video was checked against its prompt
     cold: float = 0.0
     warm: list[float] = field(default_factory=list)
     shape: tuple[int, ...] = ()
     colour: list[bool] = field(default_factory=list)
     direction: list[bool] = field(default_factory=list)
 
-    def check(self, prompt: str, video: np.ndarray) -> None:
+    def check(self, prompt: str, video: np.ndarray, given: int | None) -> None:
+        """Score the generated frames (after ``given`` ones) against the prompt; a video
+        the prompt played no part in (``given`` None) is not scored."""
         self.shape = video.shape
-        if not self.text:
+        if given is None:
             return
-        item = score_pair(prompt, video)
+        self.scored = True
+        item = score_pair(prompt, video[given:])
         if item.color_match is not None:
             self.colour.append(item.color_match)
         if item.direction_match is not None:
@@ -57,8 +62,8 @@ class MethodRun:
 
     def row(self, method: str, calls: str) -> str:
         def share(matches: list[bool]) -> str:
-            if not self.text:
-                return "- (no text)"
+            if not self.scored:
+                return "- (unconditional)"
             return f"{sum(matches)}/{len(matches)}" if matches else "-"
 
         t, h, w, _ = self.shape
@@ -124,16 +129,16 @@ def main(argv: list[str] | None = None) -> None:
         sample_video._text_encoder.cache_clear()  # each cold start loads it, as a new process
         start = time.perf_counter()
         loaded[method] = sample_video.load_model(folder)
-        video = generate_one(loaded[method], *calls[0])
-        run = runs[method] = MethodRun(folder.name, reads_text(loaded[method][0]))
+        video, given = generate_one(loaded[method], *calls[0])
+        run = runs[method] = MethodRun(folder.name)
         run.cold = time.perf_counter() - start
-        run.check(calls[0][0], video)
+        run.check(calls[0][0], video, given)
     for prompt, seed in calls[1:]:
         for method, model in loaded.items():
             start = time.perf_counter()
-            video = generate_one(model, prompt, seed)
+            video, given = generate_one(model, prompt, seed)
             runs[method].warm.append(time.perf_counter() - start)
-            runs[method].check(prompt, video)
+            runs[method].check(prompt, video, given)
 
     print(header(f"kinema.generate, default options, batch 1, {len(prompts)} prompts"))
     print(
