@@ -319,7 +319,7 @@ def _run_tasks(
     from kinema.io import to_uint8
     from kinema.lm.tasks import get_task
     from kinema.sample.extend import chain as run_chain
-    from kinema.sample.video import lm_conditions, read_clips
+    from kinema.sample.video import lm_conditions, model_dtype, read_clips
 
     c = net.config
     bad = sorted(set(options) - {"temperature", "top_k", "top_p", "label"})
@@ -346,7 +346,7 @@ def _run_tasks(
             raise KinemaError(f"task {names[0]} needs a video of one clip, not an image")
         source = read_image(image) if image is not None else video
         clip = read_clips(tok, source, frames, c.latent_shape[1:], n).expand(n, -1, -1, -1, -1)
-    cond: dict = {"dtype": torch.bfloat16, "cfg_scale": guidance}
+    cond: dict = {"dtype": model_dtype(net), "cfg_scale": guidance}
     cond.update({k: v for k, v in options.items() if k != "label"})
     cond.update(lm_conditions(c, n, prompt, options.get("label")))
     codec = _audio_codec(folder) if any(get_task(t).modality == "audio" for t in names) else None

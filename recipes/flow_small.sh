@@ -17,7 +17,7 @@ for d in physics shapes; do
 done
 kinema train flow --data shards/physics-kl --data shards/shapes-kl --tokenizer "$TOK" \
   --preset small --steps "$STEPS" --batch-size 16 --lr 3e-4 --warmup 100 --ema 0.999 \
-  --precision bf16 --save-every 100 --seed 0 --threads "$THREADS" --out runs/flow-small \
+  --precision auto --save-every 100 --seed 0 --threads "$THREADS" --out runs/flow-small \
   $([ "${RESUME:-0}" = 1 ] && echo --resume)
 # 86 clips per scenario and split: 258 in distribution, 258 out of distribution
 kinema eval physics --model runs/flow-small/model --scenario all --split all --n 86 \

@@ -16,7 +16,7 @@ SHARDS=${SHARDS:-shards/physics-fsq}
 train() {  # $1 = block, $2 = name
   kinema train lm --data "$SHARDS" --tokenizer "$TOK" --preset small --block "$1" \
     --cond-frames 2 --steps "$STEPS" --batch-size 8 --lr 1e-3 --warmup 50 --ema 0.995 \
-    --precision bf16 --save-every 100 --seed 0 --threads 1 --out "runs/$2" \
+    --precision auto --save-every 100 --seed 0 --threads 1 --out "runs/$2" \
     $([ "${RESUME:-0}" = 1 ] && echo --resume)
 }
 IFS=' ' read -r -a models <<< "$MODELS"

@@ -33,7 +33,7 @@ GR=$SITE/gradio/media_assets/videos
 RUN=${RUN:-runs/tokenizer-cpu-$KIND}
 REAL=("$SK/bigbuckbunny.mp4" "$SK/bikes.mp4" "$SK/carphone_pristine.mp4" "$GR/world.mp4" "$GR/a.mp4")
 real() { for v in "${REAL[@]}"; do printf -- '--data\n%s:%s\n' "$v" "$1"; done; }
-COMMON=(--preset "cpu-$KIND" --batch-size 4 --precision bf16 --ema 0.99 --image-prob 0.1
+COMMON=(--preset "cpu-$KIND" --batch-size 4 --precision auto --ema 0.99 --image-prob 0.1
         --save-every 100 --seed 0 --threads "${THREADS:-1}")
 if [ "$STAGE" = 1 ]; then
   kinema tokenizer train "${COMMON[@]}" \

@@ -140,8 +140,11 @@ def test_generate_video_takes_one_conditioning_clip_per_sample(lm_folder):
     both = generate_video((net, tok), 2, video=given, seed=1, temperature=0)
     for i in range(2):
         one = generate_video((net, tok), 1, video=given[i], seed=1, temperature=0)
-        assert np.array_equal(both[i], one[0])  # row i was conditioned on clip i
-    assert not np.array_equal(both[0, 0], both[1, 0])
+        # row i was conditioned on clip i: the same video up to the uint8 rounding of a
+        # decoder whose fp32 convolutions round a little differently at batch 2 and 1
+        diff = np.abs(both[i].astype(int) - one[0].astype(int))
+        assert diff.max() <= 1 and diff.mean() < 1e-3
+    assert np.abs(both[0].astype(int) - both[1].astype(int)).mean() > 10
     with pytest.raises(KinemaError, match=r"video must be uint8 \(T, H, W, 3\) or \(2, T"):
         generate_video((net, tok), 2, video=np.concatenate([given, given[:1]]))
 

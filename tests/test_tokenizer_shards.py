@@ -38,7 +38,7 @@ def test_tokens_round_trip_with_ground_truth(tmp_path, physics, one_thread):
         tmp_path / "s",
         batch_size=3,
         shard_size=4,
-        autocast=False,
+        precision="fp32",
         source={"dataset": "physics"},
     )
     ds = ShardDataset(out)
@@ -62,11 +62,11 @@ def test_tokens_round_trip_with_ground_truth(tmp_path, physics, one_thread):
 def test_kl_latents_and_resume(tmp_path, physics, one_thread):
     tok = small(quantizer="kl", kl_channels=4)
     out = tmp_path / "kl"
-    encode_dataset(tok, physics, out, num_items=8, shard_size=4, autocast=False)
+    encode_dataset(tok, physics, out, num_items=8, shard_size=4, precision="fp32")
     first = (out / "shard_00000.safetensors").read_bytes()
     (out / "index.json").unlink()  # as if the run had died before finishing
     (out / "shard_00001.safetensors").unlink()
-    encode_dataset(tok, physics, out, num_items=8, shard_size=4, autocast=False)
+    encode_dataset(tok, physics, out, num_items=8, shard_size=4, precision="fp32")
     assert (out / "shard_00000.safetensors").read_bytes() == first  # kept, not redone
     ds = ShardDataset(out)
     with torch.no_grad():
@@ -82,8 +82,8 @@ def test_not_a_shard_folder(tmp_path):
 
 def test_concat_shards_reads_folders_in_order_and_rejects_mismatches(tmp_path, physics, one_thread):
     tok = small()
-    a = encode_dataset(tok, physics, tmp_path / "a", num_items=3, autocast=False)
-    b = encode_dataset(tok, physics, tmp_path / "b", num_items=5, shard_size=2, autocast=False)
+    a = encode_dataset(tok, physics, tmp_path / "a", num_items=3, precision="fp32")
+    b = encode_dataset(tok, physics, tmp_path / "b", num_items=5, shard_size=2, precision="fp32")
     both = ConcatShards([ShardDataset(a), ShardDataset(b)])
     assert len(both) == 8 and both.item_shape == (2, 8, 8) and both.kind == "tokens"
     for i, (part, j) in enumerate([(a, 0), (a, 2), (b, 0), (b, 4)]):
@@ -92,6 +92,6 @@ def test_concat_shards_reads_folders_in_order_and_rejects_mismatches(tmp_path, p
     with pytest.raises(IndexError):
         both[8]
     kl = encode_dataset(small(quantizer="kl", kl_channels=4), physics, tmp_path / "kl", num_items=2,
-                        autocast=False)  # fmt: skip
+                        precision="fp32")  # fmt: skip
     with pytest.raises(KinemaError, match="differ in kind"):
         ConcatShards([ShardDataset(a), ShardDataset(kl)])

@@ -97,7 +97,7 @@ def test_model_can_opt_out_of_decay():
 
 
 def test_config_errors_speak_plainly():
-    with pytest.raises(KinemaError, match="precision 'fp16'; valid: fp32, bf16"):
+    with pytest.raises(KinemaError, match="precision 'fp16'; valid: auto, fp32, bf16"):
         TrainConfig(precision="fp16")
     with pytest.raises(KinemaError, match="multiple of 8"):
         TrainConfig(batch_size=12, grad_accum=4).micro_batch_size(world_size=2)

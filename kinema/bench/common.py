@@ -11,6 +11,26 @@ from collections.abc import Callable
 
 import torch
 
+from kinema.nn.precision import bf16_native
+
+
+def cpu_name() -> str:
+    """The CPU model (``/proc/cpuinfo``'s ``model name``), else the machine type."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def default_dtypes() -> str:
+    """``fp32,bf16`` where the CPU computes bf16 natively, else ``fp32`` (emulated bf16 is
+    tens of times slower than fp32 and says nothing about kinema)."""
+    return "fp32,bf16" if bf16_native("cpu") else "fp32"
+
 
 def parse_args(ap: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
     """Add ``--repeats`` and ``--threads``, parse, and apply the thread count."""
@@ -23,9 +43,10 @@ def parse_args(ap: argparse.ArgumentParser, argv: list[str] | None = None) -> ar
 
 
 def header(what: str) -> str:
-    """``# date | cpu | torch | threads; what``."""
+    """``# date | cpu (bf16 native or emulated) | torch | threads; what``."""
+    bf16 = "bf16 native" if bf16_native("cpu") else "bf16 emulated"
     return (
-        f"# {time.strftime('%Y-%m-%d %H:%M')} | {platform.processor() or platform.machine()} | "
+        f"# {time.strftime('%Y-%m-%d %H:%M')} | {cpu_name()} ({bf16}) | "
         f"torch {torch.__version__} | {torch.get_num_threads()} threads; {what}"
     )
 

@@ -21,7 +21,7 @@ from functools import partial
 
 import torch
 
-from kinema.bench.common import header, parse_args, time_interleaved
+from kinema.bench.common import default_dtypes, header, parse_args, time_interleaved
 from kinema.lm import TokenLM, TokenLMConfig
 from kinema.sample import generate
 
@@ -82,7 +82,9 @@ def hf_generate(model, ids: torch.Tensor) -> None:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="10m,100m")
-    ap.add_argument("--dtypes", default="fp32,bf16")
+    ap.add_argument(
+        "--dtypes", default=default_dtypes(), help="default: bf16 too where it is native"
+    )
     args = parse_args(ap, argv)
     print(header("512 prefix + 768 new tokens, batch 1"))
     print(

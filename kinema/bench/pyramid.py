@@ -24,7 +24,7 @@ from functools import partial
 import torch
 from torch import nn
 
-from kinema.bench.common import header, parse_args, time_interleaved
+from kinema.bench.common import default_dtypes, header, parse_args, time_interleaved
 from kinema.flow import PyramidDiT, PyramidSchedule, preset
 from kinema.nn.compiled import InferenceCompiled
 from kinema.nn.packed import packed_linears
@@ -64,7 +64,9 @@ def sample(
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=10, help="Euler steps per pyramid stage")
-    ap.add_argument("--dtypes", default="fp32,bf16")
+    ap.add_argument(
+        "--dtypes", default=default_dtypes(), help="default: bf16 too where it is native"
+    )
     ap.add_argument("--compile", action="store_true", help="also time the compiled DiT")
     args = parse_args(ap, argv)
     dit = model()

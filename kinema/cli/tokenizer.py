@@ -40,7 +40,9 @@ def tokenizer_train(
     batch_size: int = typer.Option(4, help="Clips per optimizer step (global)."),
     lr: float = typer.Option(4e-4, help="Peak learning rate."),
     warmup: int = typer.Option(200, help="Warmup steps."),
-    precision: str = typer.Option("bf16", help="bf16 (autocast) or fp32."),
+    precision: str = typer.Option(
+        "auto", help="auto (bf16 where the CPU/GPU has it natively, else fp32), bf16 or fp32."
+    ),
     ema: float = typer.Option(0.999, help="EMA decay of the exported weights (0: none)."),
     image_prob: float = typer.Option(0.1, help="Share of one-frame (image) items."),
     resolution: int = typer.Option(64, help="Training frame size."),
@@ -232,6 +234,7 @@ def tokenizer_reconstruct(
 
     from kinema.eval.metrics import psnr, ssim
     from kinema.io import make_grid, probe, read_video, to_tensor, to_uint8, write_video
+    from kinema.nn.precision import autocast as precision_autocast
     from kinema.tokenizer import Tokenizer
 
     _threads(threads)
@@ -245,7 +248,7 @@ def tokenizer_reconstruct(
     clip = to_tensor(read_video(video, num_frames=want, fps=fps, size=size))[None]
     if clip.shape[2] < want:
         raise ValueError(f"'{video}' has {clip.shape[2]} frames, fewer than --frames {want}")
-    with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16):
+    with torch.inference_mode(), precision_autocast("cpu"):
         recon = tok.reconstruct(clip, chunk=chunk).float()
     p, s = float(psnr(recon, clip)[0]), float(ssim(recon, clip)[0])
     side = make_grid([to_uint8(clip[0]), to_uint8(recon[0])], pad_value=0)

@@ -74,7 +74,9 @@ def train_lm_command(
     batch_size: int = typer.Option(16, help="Clips per optimizer step (global)."),
     lr: float = typer.Option(1e-3, help="Peak learning rate."),
     warmup: int = typer.Option(100, help="Warmup steps."),
-    precision: str = typer.Option("bf16", help="bf16 (autocast) or fp32."),
+    precision: str = typer.Option(
+        "auto", help="auto (bf16 where the CPU/GPU has it natively, else fp32), bf16 or fp32."
+    ),
     ema: float = typer.Option(0.0, help="EMA decay of the exported weights (0: none)."),
     save_every: int = typer.Option(250, help="Steps between checkpoints."),
     resume: bool = typer.Option(False, help="Continue from the latest checkpoint in --out."),
@@ -189,7 +191,9 @@ def train_flow_command(
     batch_size: int = typer.Option(16, help="Clips per optimizer step (global)."),
     lr: float = typer.Option(3e-4, help="Peak learning rate."),
     warmup: int = typer.Option(100, help="Warmup steps."),
-    precision: str = typer.Option("bf16", help="bf16 (autocast) or fp32."),
+    precision: str = typer.Option(
+        "auto", help="auto (bf16 where the CPU/GPU has it natively, else fp32), bf16 or fp32."
+    ),
     ema: float = typer.Option(0.999, help="EMA decay of the exported weights (0: none)."),
     save_every: int = typer.Option(250, help="Steps between checkpoints."),
     resume: bool = typer.Option(False, help="Continue from the latest checkpoint in --out."),

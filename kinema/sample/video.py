@@ -23,6 +23,8 @@ from kinema.io import read_video, resize_video, to_tensor, to_uint8
 from kinema.lm.config import TokenLMConfig
 from kinema.lm.model import TokenLM
 from kinema.lm.tasks import default_given, get_task, task_sequence
+from kinema.nn.precision import autocast as precision_autocast
+from kinema.nn.precision import fast_dtype
 from kinema.sample.decode import generate, generate_task
 from kinema.sample.flow import Progress, check_steps, generate_latents
 from kinema.tokenizer import Tokenizer
@@ -89,6 +91,12 @@ def video_shape(net: Generator, tok: Tokenizer) -> tuple[int, int, int]:
     return 1 + ft * (net.config.cond_frames + t - 1), h * fs, w * fs
 
 
+def model_dtype(net: torch.nn.Module) -> torch.dtype:
+    """The dtype a generator samples in: bf16 where its device computes bf16 natively,
+    else fp32 (:func:`kinema.nn.precision.fast_dtype`)."""
+    return fast_dtype(next(net.parameters()).device)
+
+
 def load_lm(path: str | os.PathLike) -> tuple[TokenLM, Tokenizer]:
     """A token LM folder and the tokenizer stored with it."""
     return load_model(path, "token-lm")  # type: ignore[return-value]
@@ -134,7 +142,7 @@ def generate_video(
         latents = _flow_latents(net, tok, n, prompt, label, video, seed, progress, **sampling)
     else:
         latents = _lm_tokens(net, tok, n, prompt, label, video, seed, progress, **sampling)
-    with torch.autocast("cpu", torch.bfloat16):
+    with precision_autocast(latents.device):
         frames = tok.decode(latents).float().clamp(-1, 1)
     return np.stack([to_uint8(v) for v in frames])
 
@@ -169,7 +177,7 @@ def _lm_tokens(
         lm,
         n,
         seed=seed,
-        dtype=torch.bfloat16,
+        dtype=model_dtype(lm),
         callback=None if progress is None else callback,
         **cond,
         **sampling,
@@ -223,7 +231,7 @@ def _task_tokens(
         lm,
         seq,
         seed=seed,
-        dtype=torch.bfloat16,
+        dtype=model_dtype(lm),
         callback=None if progress is None else callback,
         **cond,
         **sampling,
@@ -287,7 +295,7 @@ def _flow_latents(
         steps_first=steps,
         steps_later=video_steps,
         seed=seed,
-        dtype=torch.bfloat16,
+        dtype=model_dtype(dit),
         progress=progress,
         **cond,
         **sampling,

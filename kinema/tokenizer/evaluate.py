@@ -18,6 +18,7 @@ import torch
 from kinema.eval.codec import h264_at_bpp
 from kinema.eval.metrics import psnr, ssim
 from kinema.io import read_video, to_tensor, to_uint8
+from kinema.nn.precision import autocast as precision_autocast
 from kinema.tokenizer.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -49,12 +50,13 @@ def evaluate_clips(
     *,
     h264: Sequence[str] = ("yuv420p", "yuv444p"),
     batch_size: int = 4,
-    autocast: bool = True,
+    precision: str = "auto",
     on_clip: Callable[[], None] | None = None,
 ) -> dict:
     """Reconstruct uint8 ``(T, H, W, 3)`` clips (all the same shape); returns per-clip rows
     and their means: ``psnr``, ``ssim``, ``bpp`` and, for discrete tokenizers, H.264's
-    ``psnr`` / ``ssim`` / ``bpp`` / ``crf`` for each pixel format in ``h264``."""
+    ``psnr`` / ``ssim`` / ``bpp`` / ``crf`` for each pixel format in ``h264``.
+    ``precision``: as in :func:`kinema.nn.precision.autocast` (bf16 autocast where native)."""
     tokenizer.eval()
     t, hh, ww, _ = clips[0].shape
     bpp = tokenizer_bpp(tokenizer, t, hh, ww)
@@ -62,7 +64,7 @@ def evaluate_clips(
     for b in range(0, len(clips), batch_size):
         group = clips[b : b + batch_size]
         video = torch.stack([to_tensor(c) for c in group])
-        with torch.autocast("cpu", torch.bfloat16, enabled=autocast):
+        with precision_autocast("cpu", precision):
             recon = tokenizer.reconstruct(video).float()
         for clip, rec in zip(group, recon, strict=True):
             rec8 = to_uint8(rec)

@@ -34,6 +34,7 @@ from torch.utils.data import Dataset
 
 from kinema.errors import KinemaError
 from kinema.modeling import config_to_dict
+from kinema.nn.precision import autocast as precision_autocast
 from kinema.tokenizer.tokenizer import Tokenizer
 from kinema.utils.fs import atomic_file
 from kinema.utils.jsonable import jsonable
@@ -61,7 +62,7 @@ def encode_dataset(
     num_items: int | None = None,
     batch_size: int = 8,
     shard_size: int = 1024,
-    autocast: bool = True,
+    precision: str = "auto",
     source: dict | None = None,
     on_batch: Callable[[int], None] | None = None,
     controls: Sequence[str] = (),
@@ -135,7 +136,7 @@ def encode_dataset(
             items = [dataset[i] for i in range(b, min(b + batch_size, stop))]
             video = torch.stack([it["video"] for it in items]).to(device)
             styled = {f"control:{c}": control_video(video, c) for c in controls}
-            with torch.autocast(device.type, torch.bfloat16, enabled=autocast):
+            with precision_autocast(device, precision):
                 z = tokenizer.encode(video)
                 styled = {k: tokenizer.encode(v) for k, v in styled.items()}
             if kind == "tokens":

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from kinema.errors import KinemaError
 from kinema.modeling import config_from_dict, config_to_dict
+from kinema.nn.precision import PRECISIONS
 
-PRECISIONS = ("fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -32,7 +32,9 @@ class TrainConfig:
     warmup_steps: int = 100
     min_lr_ratio: float = 0.1  # the cosine ends at lr * min_lr_ratio
     grad_clip: float | None = 1.0  # max global grad norm; None or 0 = off
-    precision: str = "fp32"  # 'fp32' | 'bf16' (autocast; weights, grads, optimizer in fp32)
+    # 'fp32' | 'bf16' (autocast; weights, grads, optimizer in fp32) | 'auto' (bf16 where the
+    # device computes it natively, else fp32: kinema.nn.precision)
+    precision: str = "fp32"
     ema_decay: float | None = None  # e.g. 0.999; None = no EMA
     seed: int = 0
     out_dir: str = "runs/train"

@@ -24,6 +24,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from kinema.errors import KinemaError
+from kinema.nn.precision import autocast as precision_autocast
+from kinema.nn.precision import resolve_precision
 from kinema.train import checkpoint as ckpt
 from kinema.train.config import TrainConfig
 from kinema.train.data import SafeItems, SkipNoneCollate, StepSampler, batch_len, to_device
@@ -97,6 +99,7 @@ class Trainer:
         self.config = config
         self.env = setup(config.device)
         self.device = self.env.device
+        self.precision = resolve_precision(config.precision, self.device)  # 'auto' resolved
         self.micro_batch = config.micro_batch_size(self.env.world_size)
         self.out_dir = Path(config.out_dir)
         self.model_type = type(model).__name__
@@ -358,9 +361,7 @@ class Trainer:
 
     def _train_step(self, micro_batches: Iterator[Any]) -> None:
         cfg = self.config
-        autocast = torch.autocast(
-            self.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"
-        )
+        autocast = precision_autocast(self.device, self.precision)
         for _ in range(cfg.grad_accum):
             batch, weight = self._next_batch(micro_batches)
             with autocast:
@@ -483,7 +484,7 @@ class Trainer:
         return (
             f"training {self.model_type} ({n_params / 1e6:.2f}M params) on {self.device}, "
             f"{self.env.world_size} rank(s): batch {cfg.batch_size} = {self.micro_batch} x "
-            f"{cfg.grad_accum} accum x {self.env.world_size} rank(s), {cfg.precision}; "
+            f"{cfg.grad_accum} accum x {self.env.world_size} rank(s), {self.precision}; "
             f"steps {self.step} -> {end} of {cfg.steps}, {start}; out_dir {self.out_dir}"
         )
 
