@@ -1,4 +1,4 @@
-"""Pre-packed bf16 linears (kinema.nn.packed): same outputs as nn.Linear, restored on exit."""
+"""Pre-packed linears (kinema.nn.packed): nn.Linear's outputs, restored on exit."""
 
 from __future__ import annotations
 
@@ -9,11 +9,16 @@ from torch import nn
 from kinema.nn.packed import packed_linears, packing_available
 
 
-def test_packed_linears_equal_plain_linears_and_are_restored():
+def _model(dtype: torch.dtype) -> nn.Module:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(48, 96), nn.SiLU(), nn.Linear(96, 40, bias=False))
-    model = model.to(torch.bfloat16)
-    x = torch.randn(3, 5, 48, dtype=torch.bfloat16)
+    return model.to(dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_packed_linears_equal_plain_linears_and_are_restored(dtype):
+    model = _model(dtype)
+    x = torch.randn(3, 5, 48, dtype=dtype)
     with torch.inference_mode():
         ref = model(x)
         with packed_linears(model, rows_hint=15) as n:
@@ -22,14 +27,33 @@ def test_packed_linears_equal_plain_linears_and_are_restored():
                 assert all("forward" in vars(m) for m in model if isinstance(m, nn.Linear))
         after = model(x)
     if not packing_available(model[0].weight):
-        pytest.skip("oneDNN bf16 packing is not available on this CPU")
+        pytest.skip(f"oneDNN {dtype} packing is not available on this CPU")
     assert n == 2
-    assert torch.equal(out, ref)  # same kernels, same rounding
+    if dtype == torch.bfloat16:
+        assert torch.equal(out, ref)  # same kernels, same rounding
+    else:  # oneDNN's fp32 kernel sums in another order than the default GEMM
+        torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
     assert not any("forward" in vars(m) for m in model)  # restored
     assert torch.equal(after, ref)
 
 
-def test_fp32_layers_are_left_alone():
-    model = nn.Linear(8, 8)
+def test_calls_the_packing_does_not_fit_run_the_plain_layer():
+    model = _model(torch.float32)
+    x = torch.randn(4, 48)
+    with packed_linears(model) as n:
+        if not n:
+            pytest.skip("oneDNN is not available")
+        out = model(x)  # gradients enabled: the plain layers, so weights get gradients
+        out.sum().backward()
+        assert model[0].weight.grad is not None and model[0].weight.grad.abs().sum() > 0
+        with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):
+            assert model(x).dtype == torch.bfloat16  # autocast still applies
+        with torch.no_grad():
+            y = model(x)  # the packed path
+    torch.testing.assert_close(y, out.detach(), rtol=1e-5, atol=1e-5)
+
+
+def test_integer_and_half_layers_are_left_alone():
+    model = nn.Linear(8, 8).to(torch.float16)
     with packed_linears(model) as n:
         assert n == 0 and "forward" not in vars(model)

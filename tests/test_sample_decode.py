@@ -155,3 +155,18 @@ def test_packed_bf16_weights_decode_exactly_like_plain_bf16(monkeypatch):
     monkeypatch.setattr(packed, "packing_available", lambda weight: False)
     plain_tokens, plain_logits, _ = run(model, 2, **cond, seed=0, dtype=torch.bfloat16)
     assert torch.equal(tokens, plain_tokens) and torch.equal(logits, plain_logits)
+
+
+def test_packed_fp32_weights_decode_like_plain_fp32(monkeypatch):
+    import kinema.nn.packed as packed
+
+    model = build(**COND, latent_shape=(2, 4, 4), block_shape=(1, 1, 4))
+    cond = condition(model)
+    tokens, logits, _ = run(model, 2, **cond, seed=0)
+    if not packed.packing_available(model.head.weight):
+        pytest.skip("oneDNN fp32 packing is not available")
+    monkeypatch.setattr(packed, "packing_available", lambda weight: False)
+    plain_tokens, plain_logits, _ = run(model, 2, **cond, seed=0)
+    # another fp32 summation order: logits agree to rounding, so the same tokens are drawn
+    torch.testing.assert_close(logits, plain_logits, rtol=1e-4, atol=1e-4)
+    assert torch.equal(tokens, plain_tokens)

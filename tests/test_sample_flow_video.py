@@ -146,6 +146,19 @@ def test_packed_bf16_weights_sample_exactly_like_plain_bf16(monkeypatch):
     assert torch.equal(out, generate_latents(model, 1, **kw))
 
 
+def test_packed_fp32_weights_sample_like_plain_fp32(monkeypatch):
+    import kinema.nn.packed as packed
+
+    model = randomized()
+    kw = dict(frames=2, seed=0, **FAST)
+    out = generate_latents(model, 1, **kw)
+    if not packed.packing_available(model.patch_embed.weight):
+        pytest.skip("oneDNN fp32 packing is not available")
+    monkeypatch.setattr(packed, "packing_available", lambda weight: False)
+    plain = generate_latents(model, 1, **kw)
+    torch.testing.assert_close(out, plain, rtol=1e-4, atol=1e-4)  # fp32 summation order
+
+
 @pytest.mark.parametrize(
     ("kw", "match"),
     [
