@@ -116,6 +116,40 @@ def test_model_mode_end_to_end_with_a_token_lm(lm_folder, tmp_path):
         assert x["floor"] is not None and x["floor_intervals"] > 0
 
 
+def test_saved_continuations_rescore_to_the_same_figures_and_show_in_the_report(
+    lm_folder, tmp_path
+):
+    saved, out = tmp_path / "generated", tmp_path / "lm.json"
+    args = ["eval", "physics", "--model", str(lm_folder), "--scenario", "collision", "--n", "2"]
+    res = runner.invoke(app, [*args, "--save-videos", str(saved), "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    r = json.loads(out.read_text())
+    assert r["source"]["videos"] == str(saved)
+    files = sorted(p.name for p in saved.glob("*.mp4"))
+    assert files == [f"collision_{s}_{i:05d}.mp4" for s in ("id", "ood") for i in range(2)]
+    metas = [json.loads(line) for line in (saved / "meta.jsonl").read_text().splitlines()]
+    assert [m["file"] for m in metas] == files and all(m["cond_frames"] == 1 for m in metas)
+    assert read_video(saved / files[0]).shape == (5, 32, 32, 3)  # given frame + generated
+    again = tmp_path / "again.json"
+    res = runner.invoke(app, ["eval", "physics", "--videos", str(saved), "--json", str(again)])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(again.read_text())["rows"]
+    assert len(rows) == len(r["rows"]) == 4
+    for a, b in zip(r["rows"], rows, strict=True):  # lossless files: the same frames
+        assert {k: a[k] for k in ROW_KEYS - {"error", "floor"}} == {
+            k: b[k] for k in ROW_KEYS - {"error", "floor"}
+        }
+        for k in ("error", "floor"):
+            assert (a[k] is None and b[k] is None) or a[k] == pytest.approx(b[k], abs=1e-9)
+    page = tmp_path / "report.html"
+    res = runner.invoke(app, ["eval", "report", str(out), "--out", str(page)])
+    assert res.exit_code == 0, res.output
+    html = page.read_text()
+    assert html.count("data:image/png") >= 4 and files[0] in html  # sample frames shown
+    res = runner.invoke(app, ["eval", "physics", "--videos", str(saved), "--save-videos", "x"])
+    assert "--save-videos: options of --model" in str(res.exception)
+
+
 def test_model_mode_with_a_flow_model(tmp_path):
     folder = tmp_path / "flow"
     randomized(latent_channels=4, frames=2, resolution=8, text_dim=0).save_pretrained(folder)

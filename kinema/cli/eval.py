@@ -48,6 +48,11 @@ def eval_physics(
     top_k: int | None = typer.Option(None, min=1, help="token-lm: keep the k likeliest."),
     steps: str | None = typer.Option(None, help="pyramid-flow: first-frame steps per stage."),
     video_steps: str | None = typer.Option(None, help="pyramid-flow: later-frame steps."),
+    save_videos: Path | None = typer.Option(
+        None,
+        "--save-videos",
+        help="--model: keep the generated clips here (mp4 + meta.jsonl; `eval report` shows them).",
+    ),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the results here."),
     threads: int | None = typer.Option(None, help="CPU threads (torch.set_num_threads)."),
 ) -> None:
@@ -69,6 +74,7 @@ def eval_physics(
         "--top-k": top_k,
         "--steps": _parse_steps(steps, "--steps"),
         "--video-steps": _parse_steps(video_steps, "--video-steps"),
+        "--save-videos": save_videos,
     }
     if videos is not None:
         wrong = [k for k, v in model_only.items() if v is not None]

@@ -401,6 +401,7 @@ def evaluate_physics_model(
     batch: int = 16,
     detectors: Sequence[str] = METHODS,
     captions: bool = False,
+    save_videos: str | os.PathLike | None = None,
     on_batch: Callable[[int], None] | None = None,
     **sampling,
 ) -> PhysicsResults:
@@ -419,6 +420,10 @@ def evaluate_physics_model(
         model's must be ``1 + ft * k`` (None = 5, the benchmark's).
     captions: give each clip's caption as the prompt (text-conditioned models only); the
         paper's protocol conditions on frames alone.
+    save_videos: a folder to keep the generated clips in (lossless mp4, given frames
+        included) with their ground truth as ``meta.jsonl``, the layout ``kinema data make``
+        writes: :func:`evaluate_physics_folder` rescores it to the same figures, and the
+        results name it (``source["videos"]``) so ``kinema eval report`` shows sample frames.
     sampling: passed to :func:`~kinema.sample.video.generate_video` (e.g. ``top_k``,
         ``steps``, ``video_steps``). The sampling seed of a batch is ``seed + first index``.
     on_batch: called with the number of clips after each batch (progress).
@@ -435,6 +440,7 @@ def evaluate_physics_model(
     cond, option = _model_cond_frames(net, tok, frames, cond_frames)
     scorer = PhysicsScorer(cond, DT, detectors)
     log.info("physics eval: %d-frame %dx%d clips, %d given", frames, height, width, cond)
+    saved = None if save_videos is None else _SavedVideos(Path(save_videos), cond)
     for scen in scenarios:
         for sp in splits:
             ds = PhysicsDataset(scen, sp, n, (height, width), frames, DT, cond, seed)
@@ -453,6 +459,8 @@ def evaluate_physics_model(
                 )  # (B, T, H, W, 3)
                 for i, (video, (truth_video, truth)) in enumerate(zip(out, clips, strict=True)):
                     scorer.add(video, truth, sp, truth_video, name=f"{scen}/{sp} clip {start + i}")
+                    if saved is not None:
+                        saved.add(video, truth, sp, start + i)
                 if on_batch is not None:
                     on_batch(len(clips))
     source = {
@@ -466,7 +474,45 @@ def evaluate_physics_model(
         "captions": captions,
         "sampling": jsonable(sampling),
     }
+    if saved is not None:
+        source["videos"] = str(saved.finish())
     return scorer.results(source)
+
+
+class _SavedVideos:
+    """Generated clips written as ``kinema data make`` does: lossless mp4 files and one
+    ``meta.jsonl`` of ground truth (written last, atomically)."""
+
+    def __init__(self, folder: Path, cond_frames: int) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder, self.cond_frames, self.lines = folder, cond_frames, []
+
+    def add(self, video: np.ndarray, truth: Trajectory, split: str, index: int) -> None:
+        from kinema.io import write_video
+
+        file = f"{truth.scenario}_{split}_{index:05d}.mp4"
+        write_video(self.folder / file, video, fps=1.0 / DT, lossless=True)
+        rec = {
+            "file": file,
+            "fps": 1.0 / DT,
+            "scenario": truth.scenario,
+            "split": split,
+            "index": index,
+            "caption": caption(truth),
+            "cond_frames": self.cond_frames,
+            "num_balls": len(truth.radii),
+            "positions": truth.positions,
+            "radii": truth.radii,
+            "collision_time": truth.collision_time,
+        }
+        self.lines.append(json.dumps(jsonable(rec)))
+
+    def finish(self) -> Path:
+        from kinema.utils.fs import atomic_file
+
+        with atomic_file(self.folder / META) as tmp:
+            tmp.write_text("\n".join(self.lines) + "\n")
+        return self.folder
 
 
 __all__ = [

@@ -55,7 +55,8 @@ def packed_linears(model: nn.Module, rows_hint: int = 1) -> Iterator[int]:
     weight.
 
     For inference (the packed copies take as much memory again as the layers' weights);
-    the layers are restored on exit. ``rows_hint``: the typical number of input rows (batch x positions) per call.
+    the layers are restored on exit. ``rows_hint``: the typical number of input rows
+    (batch x positions) per call.
     Yields the number of layers packed (0 where packing is unavailable, e.g. a GPU, a build
     without oneDNN, or bf16 weights on a CPU without bf16 support: then nothing changes).
     A call the packing does not fit (other input dtype, autocast, gradients) runs the plain
