@@ -184,9 +184,12 @@ def _folder_samples(folder: Path | None, samples: int) -> str:
     if folder is None or not folder.is_dir() or samples < 1:
         return ""
     try:
-        files = folder_videos(folder, samples)
+        files = folder_videos(folder)
     except (KinemaError, ValueError):
         return ""
+    # spread over the sorted files (e.g. every scenario and split of a saved physics eval)
+    k = min(samples, len(files))
+    files = [files[i * len(files) // k] for i in range(k)]
     strips = [(f, filmstrip(f)) for f in files]
     rows = [[_e(f.relative_to(folder)), s] for f, s in strips if s]
     return _table(["file", "frames"], rows, 2) if rows else ""
