@@ -10,6 +10,7 @@ from kinema.errors import KinemaError
 BENCHMARKS = {
     "decode": "kinema.bench.decode",
     "generate": "kinema.bench.generate",
+    "matmul": "kinema.bench.matmul",
     "physics-floor": "kinema.bench.physics_floor",
     "pyramid": "kinema.bench.pyramid",
     "tokenizer-speed": "kinema.bench.tokenizer_speed",
