@@ -37,6 +37,23 @@ def test_packed_linears_equal_plain_linears_and_are_restored(dtype):
     assert torch.equal(after, ref)
 
 
+@pytest.mark.parametrize("rows_hint", [1, 2])
+def test_fp32_matrix_vector_layers_keep_a_transposed_copy(rows_hint):
+    model = _model(torch.float32)
+    if not packing_available(model[0].weight):
+        pytest.skip("oneDNN is not available")
+    model[0].bias.data.normal_()
+    x = torch.randn(rows_hint, 48)
+    with torch.inference_mode():
+        ref = model(x)
+        with packed_linears(model, rows_hint=rows_hint) as n:
+            layers = [vars(m)["forward"] for m in model if isinstance(m, nn.Linear)]
+            out = model(x)
+    assert n == 2 and all(f.transposed for f in layers)
+    assert layers[0].weight.shape == (48, 96) and layers[0].weight.is_contiguous()
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+
+
 def test_calls_the_packing_does_not_fit_run_the_plain_layer():
     model = _model(torch.float32)
     x = torch.randn(4, 48)
