@@ -19,6 +19,7 @@ import torch
 
 from kinema.data import PhysicsDataset, ShapesDataset
 from kinema.modeling import config_from_dict
+from kinema.nn.precision import autocast as precision_autocast
 from kinema.tokenizer import Tokenizer
 from kinema.tokenizer.config import TokenizerConfig
 
@@ -32,7 +33,7 @@ def main(kl_dir: str, fsq_config_dir: str, out: str) -> None:
     clips = [PhysicsDataset(length=48, seed=7)[i]["video"] for i in range(48)]
     clips += [ShapesDataset(length=16, seed=7)[i]["video"] for i in range(16)]
     video = torch.stack(clips)
-    with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):
+    with torch.no_grad(), precision_autocast("cpu"):  # bf16 where native, else fp32
         zn = torch.cat([kl.encode(video[i : i + 16]).float() for i in range(0, len(video), 16)])
     flat = zn.movedim(1, -1).reshape(-1, zn.shape[1])  # normalised KL latents (N, 8)
     mu = flat.mean(0)
