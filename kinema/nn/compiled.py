@@ -8,8 +8,10 @@ constants and pre-packs them for oneDNN (what :func:`kinema.nn.packed.packed_lin
 in eager mode). On a CPU two more options pay off at these sizes: ``cpp_wrapper`` (the
 compiled graph is called from C++, not through Python per kernel) and ``max_autotune``
 with Inductor's C++ GEMM templates next to ATen's: each matmul shape is timed once and the
-faster kernel kept; in bf16 with AMX the template wins at 64-256 rows, where oneDNN's fixed
-cost per call is a large part of a step (BENCHMARKS.md, pyramid rows).
+faster kernel kept. Measured on a 2-thread AMX Xeon, bf16 pyramid DiT step, template vs
+oneDNN (ATen): 2.71 vs 4.11 ms at 64 tokens (where oneDNN's fixed cost per call is a large
+part of a step), 10.24 vs 10.17 ms at 256 (no gain), 39.3 vs 45.2 ms at 1,024
+(BENCHMARKS.md, "Pyramidal flow sampling").
 
 Costs: each new input shape compiles once (tens of seconds on a CPU, more with
 autotuning), and the weights are baked in: after changing them (training, a dtype cast)
