@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 
+from kinema.bench.common import emit
 from kinema.errors import KinemaError
 
 BENCHMARKS = {
@@ -30,7 +31,7 @@ def describe() -> str:
 def run_benchmark(name: str, argv: list[str]) -> None:
     """Run benchmark ``name`` with command-line options ``argv``."""
     if name in ("-h", "--help"):
-        print(describe())
+        emit(describe())
         return
     if name not in BENCHMARKS:
         raise KinemaError(f"unknown benchmark {name!r}; valid: {', '.join(BENCHMARKS)}")

@@ -6,12 +6,21 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
 
 import torch
 
 from kinema.nn.precision import bf16_native
+
+
+def emit(line: str = "") -> None:
+    """Write one line of a benchmark's table to stdout, flushed: the table is the command's
+    output (copied verbatim into BENCHMARKS.md), not a log message, and rows appear as
+    they are measured."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
 
 
 def cpu_name() -> str:

@@ -21,7 +21,7 @@ from functools import partial
 
 import torch
 
-from kinema.bench.common import default_dtypes, header, parse_args, time_interleaved
+from kinema.bench.common import default_dtypes, emit, header, parse_args, time_interleaved
 from kinema.lm import TokenLM, TokenLMConfig
 from kinema.sample import generate
 
@@ -86,11 +86,11 @@ def main(argv: list[str] | None = None) -> None:
         "--dtypes", default=default_dtypes(), help="default: bf16 too where it is native"
     )
     args = parse_args(ap, argv)
-    print(header("512 prefix + 768 new tokens, batch 1"))
-    print(
+    emit(header("512 prefix + 768 new tokens, batch 1"))
+    emit(
         "\n| model | dtype | NBP 1x1x16 (s) | NTP (s) | HF generate (s) | NBP vs NTP | NTP vs HF |"
     )
-    print("|---|---|---|---|---|---|---|")
+    emit("|---|---|---|---|---|---|---|")
     prefix = torch.randint(0, VOCAB, (1, 2, 16, 16), generator=torch.Generator().manual_seed(1))
     for size in args.sizes.split(","):
         for dname in args.dtypes.split(","):
@@ -107,11 +107,10 @@ def main(argv: list[str] | None = None) -> None:
             }
             med = time_interleaved(runs, args.repeats)
             n = ntp.num_parameters(exclude_embeddings=True) / 1e6
-            print(
+            emit(
                 f"| {size} ({n:.1f}M + emb) | {dname} | {med['nbp']:.3f} | {med['ntp']:.3f} | "
                 f"{med['hf']:.3f} | {med['ntp'] / med['nbp']:.1f}x | "
                 f"{med['hf'] / med['ntp']:.2f}x |",
-                flush=True,
             )
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kinema.bench.common import header
+from kinema.bench.common import emit, header
 from kinema.errors import KinemaError
 from kinema.eval.adherence import score_pair
 from kinema.gallery import PROMPTS, generate_one, method_models
@@ -140,18 +140,18 @@ def main(argv: list[str] | None = None) -> None:
             runs[method].warm.append(time.perf_counter() - start)
             runs[method].check(prompt, video, given)
 
-    print(header(f"kinema.generate, default options, batch 1, {len(prompts)} prompts"))
-    print(
+    emit(header(f"kinema.generate, default options, batch 1, {len(prompts)} prompts"))
+    emit(
         "\n| method | model | prompts | cold s | warm s (median) | frames | colour ok | "
         "direction ok |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    emit("|---|---|---|---|---|---|---|---|")
     calls_text = f"{len(prompts)} x {len(seeds)} seeds"
     for method, name in DEFAULT_MODELS.items():
         if method in runs:
-            print(runs[method].row(method, calls_text), flush=True)
+            emit(runs[method].row(method, calls_text))
         else:
-            print(f"| {method} | {name}: not shipped | - | - | - | - | - | - |", flush=True)
+            emit(f"| {method} | {name}: not shipped | - | - | - | - | - | - |")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import argparse
 import torch
 from torch import nn
 
-from kinema.bench.common import header, parse_args, time_interleaved
+from kinema.bench.common import emit, header, parse_args, time_interleaved
 from kinema.nn.packed import packed_linears
 from kinema.nn.precision import bf16_native
 
@@ -57,17 +57,17 @@ def main(argv: list[str] | None = None) -> None:
     dtypes = {"fp32": torch.float32}
     if bf16_native("cpu") or args.bf16:
         dtypes["bf16"] = torch.bfloat16
-    print(header("nn.Linear GFLOP/s, plain vs packed (oneDNN)"))
-    print("\n| shape | dtype | plain GFLOP/s | packed GFLOP/s | packed vs plain |")
-    print("|---|---|---|---|---|")
+    emit(header("nn.Linear GFLOP/s, plain vs packed (oneDNN)"))
+    emit("\n| shape | dtype | plain GFLOP/s | packed GFLOP/s | packed vs plain |")
+    emit("|---|---|---|---|---|")
     for name, rows, d_in, d_out in SHAPES:
         for dname, dtype in dtypes.items():
             r = gflops(rows, d_in, d_out, dtype, args.repeats)
             packed = "-" if r["packed"] is None else f"{r['packed']:.1f}"
             ratio = "-" if r["packed"] is None else f"{r['packed'] / r['plain']:.2f}x"
-            print(f"| {name} | {dname} | {r['plain']:.1f} | {packed} | {ratio} |", flush=True)
+            emit(f"| {name} | {dname} | {r['plain']:.1f} | {packed} | {ratio} |")
     if "bf16" not in dtypes:
-        print("\nbf16 rows skipped: bf16 is emulated on this CPU (--bf16 times them anyway)")
+        emit("\nbf16 rows skipped: bf16 is emulated on this CPU (--bf16 times them anyway)")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from kinema.bench.common import emit
 from kinema.eval.physics import velocity_errors
 from kinema.io import read_video
 
@@ -28,14 +29,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--resolutions", type=int, nargs="+", default=[64, 128])
     ap.add_argument("--quality", default="lossless")
     args = ap.parse_args(argv)
-    print(
+    emit(
         f"# {time.strftime('%Y-%m-%d %H:%M')} | {platform.processor() or platform.machine()} "
         f"| torch {torch.__version__} | threads {torch.get_num_threads()}"
     )
-    print(
+    emit(
         "| res | clips | quality | write s | scenario | alpha floor | threshold floor | intervals |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    emit("|---|---|---|---|---|---|---|---|")
     for res in args.resolutions:
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "phys"
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
                     errs.setdefault(rec["scenario"], {}).setdefault(method, []).append(e)
             for scen, by in errs.items():
                 a, t = np.concatenate(by["alpha"]), np.concatenate(by["threshold"])
-                print(
+                emit(
                     f"| {res} | {args.n} | {args.quality} | {wall:.1f} | {scen} | "
                     f"{a.mean():.4f} | {t.mean():.4f} | {len(a)} |"
                 )

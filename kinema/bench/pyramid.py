@@ -24,7 +24,7 @@ from functools import partial
 import torch
 from torch import nn
 
-from kinema.bench.common import default_dtypes, header, parse_args, time_interleaved
+from kinema.bench.common import default_dtypes, emit, header, parse_args, time_interleaved
 from kinema.flow import PyramidDiT, PyramidSchedule, preset
 from kinema.nn.compiled import InferenceCompiled
 from kinema.nn.packed import packed_linears
@@ -71,9 +71,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(ap, argv)
     dit = model()
     params = sum(p.numel() for p in dit.parameters()) / 1e6
-    print(header(f"one {RESOLUTION}x{RESOLUTION} latent frame, batch 1, {params:.1f}M DiT"))
-    print("\n| dtype | mode | pyramid 3 x [n] (s) | single 1 x [3n] (s) | n | speed-up |")
-    print("|---|---|---|---|---|---|")
+    emit(header(f"one {RESOLUTION}x{RESOLUTION} latent frame, batch 1, {params:.1f}M DiT"))
+    emit("\n| dtype | mode | pyramid 3 x [n] (s) | single 1 x [3n] (s) | n | speed-up |")
+    emit("|---|---|---|---|---|---|")
     modes = ["eager", "compiled"] if args.compile else ["eager"]
     for dname in args.dtypes.split(","):
         cast_parameters_(dit, {"fp32": torch.float32, "bf16": torch.bfloat16}[dname])
@@ -89,10 +89,9 @@ def main(argv: list[str] | None = None) -> None:
                 ),
             }
             med = time_interleaved(runs, args.repeats)
-            print(
+            emit(
                 f"| {dname} | {mode} | {med['pyramid']:.3f} | {med['single']:.3f} | {args.n} | "
                 f"{med['single'] / med['pyramid']:.2f}x |",
-                flush=True,
             )
 
 

@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from kinema.bench.common import header, parse_args
+from kinema.bench.common import emit, header, parse_args
 from kinema.tokenizer import PRESETS, Tokenizer, preset
 
 
@@ -50,19 +50,19 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tokenizer", default="tokenizer-cpu-fsq")
     args = parse_args(ap, argv)
-    print(header(f"tokenizer {args.tokenizer}"))
-    print("\n| preset | parameters | encoder+quantizer+decoder | discriminator |")
-    print("|---|---|---|---|")
+    emit(header(f"tokenizer {args.tokenizer}"))
+    emit("\n| preset | parameters | encoder+quantizer+decoder | discriminator |")
+    emit("|---|---|---|---|")
     for name, total, ae, disc in param_counts():
-        print(f"| {name} | {total / 1e6:.2f}M | {ae / 1e6:.2f}M | {disc / 1e6:.2f}M |")
+        emit(f"| {name} | {total / 1e6:.2f}M | {ae / 1e6:.2f}M | {disc / 1e6:.2f}M |")
 
     models = {
         "fp32": Tokenizer.from_pretrained(args.tokenizer).eval(),
         "autocast": Tokenizer.from_pretrained(args.tokenizer).eval(),
         "bf16": Tokenizer.from_pretrained(args.tokenizer).eval().to(torch.bfloat16),
     }
-    print("\n| clip | fp32 frames/s | bf16 autocast frames/s | bf16 weights frames/s |")
-    print("|---|---|---|---|")
+    emit("\n| clip | fp32 frames/s | bf16 autocast frames/s | bf16 weights frames/s |")
+    emit("|---|---|---|---|")
     for size in (64, 128):
         gen = torch.Generator().manual_seed(0)
         video = torch.rand(1, 3, 17, size, size, generator=gen) * 2 - 1
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
             for m in models:
                 times[m].append(time_once(models[m], inputs[m], m))
         fps = {m: 17 / statistics.median(t) for m, t in times.items()}
-        print(
+        emit(
             f"| 17x{size}x{size} | {fps['fp32']:.1f} | {fps['autocast']:.1f} | {fps['bf16']:.1f} |"
         )
 

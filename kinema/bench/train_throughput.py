@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
+from kinema.bench.common import emit
 from kinema.modeling import ModelMixin
 from kinema.nn import Transformer, TransformerConfig
 from kinema.train import TrainConfig, Trainer
@@ -103,7 +104,7 @@ def worker(args: argparse.Namespace) -> None:
         res = trainer.fit(until_step=args.steps)
         rates = [row["tokens_per_s"] for row in res.history[1:]]
         if trainer.is_main:
-            print(
+            emit(
                 json.dumps(
                     {
                         "params": n_params,
@@ -155,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.worker:
         worker(args)
         return
-    print(
+    emit(
         f"# {time.strftime('%Y-%m-%d %H:%M')} | {platform.processor() or platform.machine()} "
         f"| {os.cpu_count()} CPUs | torch {torch.__version__}"
     )
@@ -167,15 +168,15 @@ def main(argv: list[str] | None = None) -> None:
             r = run(prec, nproc, args.steps)
             results[(prec, nproc)].append(r["tokens_per_s"])
             params = r["params"]
-    print(
+    emit(
         f"model: {params / 1e6:.1f}M parameters, batch 16 x 320 tokens, "
         f"{args.steps} steps per run (first dropped), {args.rounds} rounds"
     )
-    print("| precision | processes | tokens/s (median of rounds) | runs |")
-    print("|---|---|---|---|")
+    emit("| precision | processes | tokens/s (median of rounds) | runs |")
+    emit("|---|---|---|---|")
     for prec, nproc in configs:
         vals = results[(prec, nproc)]
-        print(
+        emit(
             f"| {prec} | {nproc} | {statistics.median(vals):.0f} | "
             f"{', '.join(f'{v:.0f}' for v in vals)} |"
         )
