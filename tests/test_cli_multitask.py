@@ -110,8 +110,38 @@ def test_train_tasks_writes_a_multitask_model(model):
     assert (vocab.audio_levels, vocab.audio_codebook) == (2, 64)
     assert set(vocab.tasks) == {t.rpartition(":")[0] for t in TASKS.split(",")}
     assert lm.config.audio_frames == AUDIO_FRAMES and lm.config.latent_shape == (2, 8, 8)
+    assert lm.config.text_dim == 384  # t2v / stylize: captions through all-MiniLM-L6-v2
     assert (model / "tokenizer" / "config.json").is_file()
     assert (model / "audio_codec" / "config.json").is_file()
+
+
+def test_captions_reach_the_text_tasks_only(shards):
+    """`train lm --tasks` with captions: t2v / stylize items carry the clip's caption states,
+    the other tasks learn with the null text."""
+    from kinema.lm import preset
+    from kinema.lm.data import CaptionedClips, MultitaskDataset
+    from kinema.lm.text import ByteTextEncoder
+    from kinema.lm.vocab import Vocabulary
+
+    torch.manual_seed(0)
+    raw = ShardDataset(shards)
+    encoder = ByteTextEncoder(dim=8, max_length=16).eval()
+    clips = CaptionedClips(raw, encoder)
+    tasks = ("t2v", "inpaint", "stylize:edges")
+    vocab = Vocabulary(visual_size=125, tasks=tasks)
+    config = preset(
+        "tiny", vocab_size=vocab.size, latent_shape=(2, 8, 8), block_shape=(1, 2, 4),
+        cond_frames=0, vocabulary=vocab, text_dim=8, max_text_len=16,
+    )  # fmt: skip
+    ds = MultitaskDataset(clips, config, tasks)
+    n = len(raw)
+    with torch.no_grad():
+        want, mask = encoder([raw[1]["caption"]])
+    t2v, inpaint, stylize = ds[1], ds[n + 1], ds[2 * n + 1]
+    assert t2v["text"].shape == (16, 8) and t2v["text_mask"].sum() == mask.sum()
+    assert torch.allclose(t2v["text"][: want.shape[1]], want[0])
+    assert torch.equal(stylize["text"], t2v["text"])
+    assert "text" not in inpaint
 
 
 def test_inpaint_keeps_the_visible_tokens(model, tok, clip):

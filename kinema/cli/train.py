@@ -63,6 +63,11 @@ def train_lm_command(
     curriculum: bool = typer.Option(
         False, help="--tasks: image tasks first (90%), then video (VideoPoet's curriculum)."
     ),
+    captions: bool | None = typer.Option(
+        None,
+        help="Condition on the clips' captions (all-MiniLM-L6-v2 states). Default: on with "
+        "--tasks that have a text task (t2v, t2i, stylize), else off.",
+    ),
     label_key: str | None = typer.Option(None, help="Item field to use as class label."),
     num_classes: int = typer.Option(0, help="Classes of --label-key."),
     sets: list[str] = typer.Option([], "--set", help="Override a config field: KEY=VALUE."),
@@ -88,11 +93,14 @@ def train_lm_command(
     tokens (unified vocabulary), trained with alternating gradient descent."""
     from kinema.lm import preset
     from kinema.lm.data import TokenClipDataset
+    from kinema.lm.tasks import get_task
     from kinema.lm.training import parse_block, parse_tasks, train_lm
 
     _threads(threads)
     block_shape = parse_block(block)  # check options before encoding anything
     weights = parse_tasks(tasks) if tasks is not None else None
+    if captions is None:
+        captions = weights is not None and any(get_task(t).text for t in weights)
     if weights is None and curriculum:
         raise KinemaError("--curriculum schedules the tasks of --tasks; give --tasks")
     if weights is not None and cond_frames is not None:
@@ -106,7 +114,7 @@ def train_lm_command(
     if weights is not None:
         config, dataset, sampler = _multitask_setup(
             shards, weights, curriculum, preset_name, block_shape, label_key, num_classes, sets,
-            seed,
+            seed, captions,
         )  # fmt: skip
         folder = train_lm(
             config,
@@ -119,7 +127,11 @@ def train_lm_command(
         _report_export("model", folder, out)
         return
     cond_frames = 2 if cond_frames is None else cond_frames
-    dataset = TokenClipDataset(shards, cond_frames, label_key)
+    overrides = _parse_sets(sets)
+    encoder = _caption_encoder(preset(preset_name, **overrides)) if captions else None
+    dataset = TokenClipDataset(shards, cond_frames, label_key, encoder)
+    if encoder is not None:
+        overrides["text_dim"] = encoder.dim  # the text width is the encoder's
     config = preset(
         preset_name,
         vocab_size=dataset.shards.vocab_size,
@@ -127,19 +139,28 @@ def train_lm_command(
         block_shape=block_shape,
         cond_frames=cond_frames,
         num_classes=num_classes,
-        **_parse_sets(sets),
+        **overrides,
     )
     _report_export("model", train_lm(config, dataset, train, tokenizer=tok_source), out)
 
 
+def _caption_encoder(config):
+    """The default text encoder (all-MiniLM-L6-v2) for a config's ``max_text_len`` slots."""
+    from kinema.lm.text import HFTextEncoder
+
+    return HFTextEncoder(max_length=config.max_text_len)
+
+
 def _multitask_setup(
-    shards, weights, curriculum, preset_name, block_shape, label_key, num_classes, sets, seed
-):
+    shards, weights, curriculum, preset_name, block_shape, label_key, num_classes, sets, seed,
+    captions=False,
+):  # fmt: skip
     """Config (unified vocabulary of the shards' tokenizer and audio codec), dataset and AGD
-    batch sampler of `train lm --tasks`."""
+    batch sampler of `train lm --tasks`; ``captions``: the text tasks see the clips'
+    captions."""
     from kinema.lm import preset
     from kinema.lm.agd import Curriculum, agd_sampler
-    from kinema.lm.data import MultitaskDataset
+    from kinema.lm.data import CaptionedClips, MultitaskDataset
     from kinema.lm.vocab import Vocabulary
 
     if shards.kind != "tokens":
@@ -153,6 +174,12 @@ def _multitask_setup(
         audio_codebook=audio.get("codebook_size", 0),
         tasks=tuple(weights),
     )
+    overrides = _parse_sets(sets)
+    clips = shards
+    if captions:
+        encoder = _caption_encoder(preset(preset_name, **overrides))
+        overrides["text_dim"] = encoder.dim
+        clips = CaptionedClips(shards, encoder)
     config = preset(
         preset_name,
         vocab_size=vocab.size,
@@ -161,9 +188,9 @@ def _multitask_setup(
         cond_frames=0,
         vocabulary=vocab,
         audio_frames=audio.get("frames", 0),
-        **_parse_sets(sets),
+        **overrides,
     )
-    dataset = MultitaskDataset(shards, config, tuple(weights), seed=seed)
+    dataset = MultitaskDataset(clips, config, tuple(weights), seed=seed)
     sampler = agd_sampler(weights=weights, curriculum=Curriculum() if curriculum else None)
     return config, dataset, sampler
 
@@ -225,3 +252,106 @@ def train_flow_command(
         out, steps, batch_size, lr, warmup, precision, ema, save_every, resume, seed
     )
     _report_export("model", train_flow(config, dataset, train, tokenizer=tok_source), out)
+
+
+@train_app.command("audio-codec")
+def train_audio_codec_command(
+    preset_name: str = typer.Option("cpu", "--preset", help="Audio codec preset."),
+    sets: list[str] = typer.Option([], "--set", help="Override a config field: KEY=VALUE."),
+    n: int = typer.Option(10_000, "--n", min=1, help="Physics clips whose sound to train on."),
+    frames: int = typer.Option(17, help="Video frames per clip (sound of frames * dt seconds)."),
+    out: Path = typer.Option(Path("runs/audio-codec"), "--out", help="Run folder."),
+    steps: int = typer.Option(2000, help="Optimizer steps."),
+    batch_size: int = typer.Option(8, help="Clips per optimizer step (global)."),
+    lr: float = typer.Option(3e-3, help="Peak learning rate."),
+    warmup: int = typer.Option(50, help="Warmup steps."),
+    precision: str = typer.Option("fp32", help="fp32, bf16 or auto."),
+    save_every: int = typer.Option(250, help="Steps between checkpoints."),
+    resume: bool = typer.Option(False, help="Continue from the latest checkpoint in --out."),
+    seed: int = typer.Option(0, help="Seed."),
+    threads: int | None = typer.Option(None, help="CPU threads (torch.set_num_threads)."),
+) -> None:
+    """Train the SoundStream-style audio codec on the physics clips' synthetic sound (clicks
+    at impacts, a tone following the speed); export to OUT/model. Give the result to
+    ``kinema tokenizer encode --audio-codec`` for video-to-audio / audio-to-video tasks."""
+    from kinema.audio import AudioCodec
+    from kinema.audio import preset as codec_preset
+    from kinema.data.physics_audio import PhysicsAudioVisualDataset
+    from kinema.train.export import train_and_export
+
+    _threads(threads)
+    config = codec_preset(preset_name, **_parse_sets(sets))
+    data = PhysicsAudioVisualDataset(
+        scenario="all",
+        split="id",
+        length=n,
+        num_frames=frames,
+        cond_frames=1,
+        seed=seed,
+        video=False,
+    )
+    if data.sample_rate != config.sample_rate:
+        raise KinemaError(
+            f"--set sample_rate={config.sample_rate}: the physics sound is {data.sample_rate} Hz"
+        )
+    train = _train_config(
+        out, steps, batch_size, lr, warmup, precision, 0.0, save_every, resume, seed
+    )
+    _report_export("model", train_and_export(AudioCodec(config), data, train), out)
+
+
+@train_app.command("sr")
+def train_sr_command(
+    lr_data: Path = typer.Option(..., "--lr-data", help="Shard folder of the low-res clips."),
+    hr_data: Path = typer.Option(
+        ..., "--hr-data", help="Shard folder of the same clips at the high frame size."
+    ),
+    preset_name: str = typer.Option("small", "--preset", help="Super-resolution preset."),
+    sets: list[str] = typer.Option([], "--set", help="Override a config field: KEY=VALUE."),
+    out: Path = typer.Option(Path("runs/sr"), "--out", help="Run folder."),
+    steps: int = typer.Option(2000, help="Optimizer steps."),
+    batch_size: int = typer.Option(8, help="Clips per optimizer step (global)."),
+    lr: float = typer.Option(1e-3, help="Peak learning rate."),
+    warmup: int = typer.Option(50, help="Warmup steps."),
+    precision: str = typer.Option(
+        "auto", help="auto (bf16 where the CPU/GPU has it natively, else fp32), bf16 or fp32."
+    ),
+    ema: float = typer.Option(0.0, help="EMA decay of the exported weights (0: none)."),
+    save_every: int = typer.Option(250, help="Steps between checkpoints."),
+    resume: bool = typer.Option(False, help="Continue from the latest checkpoint in --out."),
+    seed: int = typer.Option(0, help="Seed."),
+    threads: int | None = typer.Option(None, help="CPU threads (torch.set_num_threads)."),
+) -> None:
+    """Train the super-resolution transformer (low-res tokens -> high-res tokens of the same
+    clips) on two shard folders of one dataset; export to OUT/model with both tokenizers,
+    ready for ``kinema generate --upscale S --sr-model OUT/model``."""
+    import shutil
+
+    from kinema.hub import resolve_model
+    from kinema.lm.superres import SuperResTransformer
+    from kinema.lm.superres_config import preset
+    from kinema.lm.superres_data import SuperResPairs
+    from kinema.train.export import train_and_export
+
+    _threads(threads)
+    pairs = SuperResPairs(lr_data, hr_data)
+    toks = {"lr_tokenizer": pairs.lr.tokenizer, "hr_tokenizer": pairs.hr.tokenizer}
+    missing = [k for k, v in toks.items() if v is None]
+    if missing:
+        raise KinemaError(f"the shards record no tokenizer for {missing}: re-encode them")
+    config = preset(
+        preset_name,
+        lr_shape=pairs.lr_shape,
+        scale=pairs.scale,
+        lr_vocab_size=pairs.lr.vocab_size,
+        hr_vocab_size=pairs.hr.vocab_size,
+        **_parse_sets(sets),
+    )
+    train = _train_config(
+        out, steps, batch_size, lr, warmup, precision, ema, save_every, resume, seed
+    )
+    folder = train_and_export(SuperResTransformer(config), pairs, train)
+    if folder is not None:
+        for sub, tok in toks.items():
+            shutil.copytree(resolve_model(tok), folder / sub, dirs_exist_ok=True)
+    _report_export("model", folder, out)

@@ -75,6 +75,23 @@ class TokenClipDataset(Dataset):
         return out
 
 
+class CaptionedClips(Dataset):
+    """Shard items plus ``text (S, D)`` / ``text_mask (S,)``: each item's ``caption`` through
+    ``text_encoder`` (each distinct caption encoded once) -- the text of a multitask
+    model's text tasks (t2v, t2i, stylize)."""
+
+    def __init__(self, clips: Dataset, text_encoder: TextEncoder) -> None:
+        self.clips, self.captions = clips, CaptionCache(text_encoder)
+
+    def __len__(self) -> int:
+        return len(self.clips)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> dict:
+        item = dict(self.clips[index])
+        item["text"], item["text_mask"] = self.captions(item.get("caption", ""))
+        return item
+
+
 class MultitaskDataset(Dataset):
     """Training items of several VideoPoet tasks over one set of token clips.
 
