@@ -349,7 +349,8 @@ def _run_tasks(
     cond: dict = {"dtype": model_dtype(net), "cfg_scale": guidance}
     cond.update({k: v for k, v in options.items() if k != "label"})
     cond.update(lm_conditions(c, n, prompt, options.get("label")))
-    codec = _audio_codec(folder) if any(get_task(t).modality == "audio" for t in names) else None
+    audio = any(get_task(t).modality == "audio" for t in names)
+    codec = load_audio_codec(folder) if audio else None
     with torch.no_grad():
         state = run_chain(net, tok, steps, video=clip, batch_size=n, seed=seed, **cond)
     out = Generated(np.stack([to_uint8(v) for v in state.video]))
@@ -362,13 +363,13 @@ def _run_tasks(
     return out
 
 
-def _audio_codec(folder: Path | None):
+def load_audio_codec(folder: str | os.PathLike | None):
     """The audio codec stored with a multitask model (``audio_codec/``)."""
     from kinema.audio import AudioCodec
     from kinema.hub import AUDIO_CODEC_DIR
     from kinema.modeling import CONFIG_NAME
 
-    where = None if folder is None else folder / AUDIO_CODEC_DIR
+    where = None if folder is None else resolve_model(folder) / AUDIO_CODEC_DIR
     if where is None or not (where / CONFIG_NAME).is_file():
         raise KinemaError(
             f"audio tasks decode with the model folder's {AUDIO_CODEC_DIR}/; "
@@ -543,6 +544,7 @@ __all__ = [
     "Limits",
     "generate",
     "generate_media",
+    "load_audio_codec",
     "load_superres",
     "parse_mask",
     "read_image",

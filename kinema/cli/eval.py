@@ -182,6 +182,50 @@ def eval_adherence(
     _report_results(evaluate_adherence_folder(videos, captions=captions, n=n), json_out)
 
 
+@eval_app.command("multitask")
+def eval_multitask(
+    model: str = typer.Option(..., "--model", help="Multitask token LM folder."),
+    tasks: str | None = typer.Option(
+        None, help="Tasks to score, comma-separated (default: every one the model has)."
+    ),
+    n: int = typer.Option(32, "--n", min=1, max=10_000, help="Held-out clips per task."),
+    batch: int = typer.Option(8, min=1, max=1024, help="Clips per generate call."),
+    seed: int = typer.Option(1000, help="Dataset seed of the held-out clips (training: 0)."),
+    sr_model: str | None = typer.Option(
+        None, "--sr-model", help="Also score this super-resolution folder against bicubic."
+    ),
+    long_times: int = typer.Option(
+        0, "--long", min=0, max=1000, help="Long video: extension rounds (0: skip)."
+    ),
+    long_n: int = typer.Option(8, "--long-n", min=1, max=1024, help="Clips of the long check."),
+    temperature: float | None = typer.Option(None, min=0.0, help="Sampling temperature."),
+    top_k: int | None = typer.Option(None, min=1, help="Keep the k likeliest tokens."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the results here."),
+    threads: int | None = typer.Option(None, help="CPU threads (torch.set_num_threads)."),
+) -> None:
+    """Per-task checks of a multitask (VideoPoet) model on held-out physics clips:
+    continuation velocity error, t2v adherence, in/outpainting PSNR inside vs outside the
+    mask, stylization edge F1, video-to-audio click timing, SR vs bicubic, long-video drift."""
+    from kinema.eval.multitask import evaluate_multitask
+
+    _threads(threads)
+    names = [t.strip() for t in tasks.split(",")] if tasks else None
+    sampling = {"temperature": temperature, "top_k": top_k}
+    results = evaluate_multitask(
+        model,
+        tasks=names,
+        n=n,
+        batch=batch,
+        seed=seed,
+        sr_model=sr_model,
+        long_times=long_times,
+        long_n=long_n,
+        on_step=lambda task: console.print(f"scoring {task}", highlight=False),
+        **{k: v for k, v in sampling.items() if v is not None},
+    )
+    _report_results(results, json_out)
+
+
 @eval_app.command("report")
 def eval_report(
     results: list[Path] = typer.Argument(..., help="Results JSON files (eval ... --json)."),

@@ -361,7 +361,24 @@ def _model_cond_frames(
     from kinema.flow.dit import PyramidDiT
 
     ft = tok.config.temporal_compression
-    if not isinstance(net, PyramidDiT):  # token LM: fixed by its prefix
+    vocab = getattr(net.config, "vocabulary", None)
+    if vocab is not None:  # multitask token LM: its continuation task, default given frames
+        from kinema.lm.tasks import default_given
+
+        if "continuation" not in vocab.tasks:
+            raise KinemaError(
+                "this multitask token LM has no continuation task; the physics benchmark "
+                f"continues given frames (its tasks: {', '.join(vocab.tasks)})"
+            )
+        latent = default_given(net.config)
+        cond = 1 + ft * (latent - 1)
+        if cond_frames not in (None, cond):
+            raise KinemaError(
+                f"this multitask LM continues {cond} frames ({latent} latent frames), "
+                f"got cond_frames {cond_frames}"
+            )
+        option: dict = {"task": "continuation"}
+    elif not isinstance(net, PyramidDiT):  # token LM: fixed by its prefix
         latent = net.config.cond_frames
         if not latent:
             raise KinemaError(
@@ -375,7 +392,7 @@ def _model_cond_frames(
                 f"got cond_frames {cond_frames}"
             )
         cond = own
-        option: dict = {}
+        option = {}
     else:
         cond = COND_FRAMES if cond_frames is None else cond_frames
         option = {"cond_frames": 1 + (cond - 1) // ft}

@@ -1,0 +1,594 @@
+"""Per-task checks of a multitask (VideoPoet) token LM on held-out physics clips.
+
+The clips are :class:`~kinema.data.physics.PhysicsDataset` items of seed
+:data:`~kinema.eval.physics_eval.EVAL_SEED` (training uses seed 0) with their synthetic
+sound, at the model's clip size. Every task the model has is run through
+:func:`kinema.sample.extend.chain` and scored against what the clip itself gives, next to a
+ceiling (what the tokenizer or codec alone achieves) and, where a score has one, chance (the
+same score against another clip of the set):
+
+- ``continuation``: velocity error of the generated frames (the physics benchmark,
+  :func:`~kinema.eval.physics_eval.evaluate_physics_model`, alpha detector).
+- ``t2v``: prompt adherence (ball colour and initial direction) to the clip's caption.
+- ``inpaint`` / ``outpaint``: PSNR inside and outside the hidden region (the task's default
+  mask: the central half / a quarter-wide border, in latent cells mapped to pixels).
+- ``stylize:edges``: edge F1 between the output's edges and the control (the clip's edges),
+  1-pixel tolerance.
+- ``v2a``: click-timing error (mean |onset - impact time| over matched pairs, 50 ms
+  tolerance) and the counts of matched, missed and extra clicks.
+- super-resolution (with ``sr_model``): PSNR against the clip at the high size of the SR
+  cascade's output and of bicubic upsampling of the clip rendered at the low size.
+- long video (with ``long_times``): repeated extension from the clip; ball radius and
+  colour in the first and the last clip-length of frames.
+
+>>> results = evaluate_multitask("runs/mt/model", n=32, sr_model="runs/sr/model")
+>>> print(results.markdown())
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+
+from kinema.data.physics import PhysicsDataset
+from kinema.data.physics_audio import PhysicsAudioVisualDataset
+from kinema.errors import KinemaError
+from kinema.eval.physics import ball_weights
+from kinema.eval.physics_eval import DT, EVAL_SEED
+from kinema.utils.jsonable import jsonable
+
+log = logging.getLogger(__name__)
+
+# the tasks scored here besides stylize:CONTROL (i2v, t2i, a2v, unconditional: not scored)
+SCORED = ("continuation", "t2v", "inpaint", "outpaint", "v2a")
+EDGE_TOLERANCE = 1  # pixels an edge may be off and still match
+LONG_BALL_WEIGHT = 0.5  # alpha weight above which a pixel counts for the ball's colour
+
+
+@dataclass
+class TaskScore:
+    """One measured figure: ``model`` (the task's output), ``ceiling`` (the tokenizer's or
+    codec's reconstruction of the truth, None where it does not apply), ``chance`` (another
+    clip's truth, None where it does not apply), over ``n`` clips."""
+
+    task: str
+    metric: str
+    model: float
+    ceiling: float | None = None
+    chance: float | None = None
+    n: int = 0
+
+
+@dataclass
+class MultitaskResults:
+    """Every :class:`TaskScore` of a run and what was run (``source``)."""
+
+    scores: list[TaskScore]
+    source: dict = field(default_factory=dict)
+    metric: str = "multitask"
+
+    def to_dict(self) -> dict:
+        return jsonable(asdict(self))
+
+    def markdown(self) -> str:
+        def num(x: float | None) -> str:
+            return "-" if x is None else f"{x:.4g}"
+
+        lines = [
+            "| task | metric | model | ceiling | chance | clips |",
+            "|---|---|---|---|---|---|",
+        ]
+        for s in self.scores:
+            lines.append(
+                f"| {s.task} | {s.metric} | {num(s.model)} | {num(s.ceiling)} | "
+                f"{num(s.chance)} | {s.n} |"
+            )
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------- metrics
+def latent_to_pixel_mask(
+    hidden: torch.Tensor, temporal: int, spatial: int, frames: int
+) -> torch.Tensor:
+    """``(..., t, h, w)`` latent-cell mask -> ``(..., frames, h * spatial, w * spatial)``
+    pixel mask of a causal tokenizer: latent frame 0 is video frame 0, latent frame
+    ``k >= 1`` covers frames ``1 + temporal * (k - 1) .. temporal * k``."""
+    f = torch.arange(frames, device=hidden.device)
+    t_index = torch.where(f == 0, 0, 1 + (f - 1).clamp(min=0) // temporal)
+    out = hidden.index_select(-3, t_index)
+    return out.repeat_interleave(spatial, dim=-2).repeat_interleave(spatial, dim=-1)
+
+
+def region_mse(x: torch.Tensor, y: torch.Tensor, region: torch.Tensor) -> tuple[float, int]:
+    """Summed squared error of ``x``, ``y (B, C, T, H, W)`` over the pixels where ``region
+    (B, T, H, W)`` is True (all channels), and the number of values summed."""
+    sq = (x.double() - y.double()).pow(2).sum(1)  # (B, T, H, W)
+    return float(sq[region].sum()), int(region.sum()) * x.shape[1]
+
+
+def psnr_of(sse: float, count: int, data_range: float = 2.0) -> float:
+    """PSNR (dB) of a summed squared error over ``count`` values in [-1, 1]."""
+    if count == 0:
+        return math.nan
+    mse = sse / count
+    return math.inf if mse == 0 else 10 * math.log10(data_range**2 / mse)
+
+
+def edge_map(video: torch.Tensor) -> torch.Tensor:
+    """``(B, 3, T, H, W)`` in [-1, 1] -> bool ``(B, T, H, W)``: the ``edges`` control."""
+    from kinema.lm.controls import edges
+
+    return edges(video.float())[:, 0] > 0
+
+
+def edge_counts(pred: torch.Tensor, ref: torch.Tensor, tolerance: int = EDGE_TOLERANCE):
+    """``(true positives of pred, |pred|, true positives of ref, |ref|)`` of bool edge maps
+    ``(B, T, H, W)``: a predicted edge pixel counts if a reference edge lies within
+    ``tolerance`` pixels (and vice versa)."""
+
+    def grow(e: torch.Tensor) -> torch.Tensor:
+        if not tolerance:
+            return e
+        k = 2 * tolerance + 1
+        flat = rearrange(e.float(), "b t h w -> (b t) 1 h w")
+        grown = F.max_pool2d(flat, k, stride=1, padding=tolerance) > 0
+        return rearrange(grown, "(b t) 1 h w -> b t h w", b=e.shape[0])
+
+    return (
+        int((pred & grow(ref)).sum()),
+        int(pred.sum()),
+        int((ref & grow(pred)).sum()),
+        int(ref.sum()),
+    )
+
+
+def f1_of(counts: Sequence[int]) -> float:
+    """F1 from summed :func:`edge_counts` (precision = tp_pred / |pred|, recall = tp_ref /
+    |ref|); 0 when either map is empty."""
+    tp_p, n_p, tp_r, n_r = counts
+    if not n_p or not n_r:
+        return 0.0
+    p, r = tp_p / n_p, tp_r / n_r
+    return 0.0 if p + r == 0 else 2 * p * r / (p + r)
+
+
+def ball_stats(frames: np.ndarray, color: str = "red") -> tuple[np.ndarray, np.ndarray]:
+    """Per frame of uint8 ``(T, H, W, 3)``: the ball's radius in pixels from its detected
+    area (sum of alpha weights, ``sqrt(area / pi)``; NaN where not seen) ``(T,)`` and the
+    mean RGB of its confident pixels (weight >= 0.5) ``(T, 3)`` (NaN where none)."""
+    w = ball_weights(frames, color, "alpha")  # (T, H, W)
+    area = w.sum((1, 2))
+    radius = np.where(area > 0, np.sqrt(area / np.pi), np.nan)
+    core = w >= LONG_BALL_WEIGHT
+    counts = core.sum((1, 2))
+    rgb = np.full((len(frames), 3), np.nan)
+    for i in np.flatnonzero(counts):
+        rgb[i] = frames[i][core[i]].astype(np.float64).mean(0)
+    return radius, rgb
+
+
+# ---------------------------------------------------------------------- the run
+@dataclass
+class _Clips:
+    """A batch of held-out clips: ``video (B, 3, T, H, W)`` in [-1, 1], their captions,
+    sound ``(B, 1, S)``, impact times (NaN padded) ``(B, E)`` and ball-0 radii (world)."""
+
+    video: torch.Tensor
+    captions: list[str]
+    audio: torch.Tensor
+    events: torch.Tensor
+    start: int
+
+
+def _batches(data: PhysicsAudioVisualDataset, n: int, batch: int):
+    for start in range(0, n, batch):
+        items = [data[i] for i in range(start, min(n, start + batch))]
+        yield _Clips(
+            torch.stack([it["video"] for it in items]),
+            [it["caption"] for it in items],
+            torch.stack([it["audio"] for it in items]),
+            torch.stack([it["events"] for it in items]),
+            start,
+        )
+
+
+def evaluate_multitask(
+    model: str | os.PathLike,
+    *,
+    tasks: Sequence[str] | None = None,
+    n: int = 32,
+    batch: int = 8,
+    seed: int = EVAL_SEED,
+    sr_model: str | os.PathLike | None = None,
+    long_times: int = 0,
+    long_n: int = 8,
+    on_step: Callable[[str], None] | None = None,
+    **sampling,
+) -> MultitaskResults:
+    """Score a multitask token LM folder per task on ``n`` held-out clips (all scenarios).
+
+    tasks: which of the model's tasks to run (default: every task this module scores).
+    sr_model: a super-resolution folder (:func:`kinema.api.load_superres`); its input is
+        each clip rendered at the LM's frame size divided by the SR factor, its output is
+        compared with the clip at the LM's size.
+    long_times: extension rounds of the long-video check (0: skip), on ``long_n`` clips.
+    sampling: ``temperature`` / ``top_k`` / ``top_p`` / ``cfg_scale`` for every task.
+    on_step: called with a task name before it runs (progress).
+    """
+    from kinema.api import load_audio_codec
+    from kinema.sample.video import load_lm, model_dtype
+
+    if not 1 <= n <= 10_000 or not 1 <= batch <= 1024 or not 0 <= long_times <= 1000:
+        raise KinemaError(
+            f"n must be in [1, 10000], batch in [1, 1024], long_times in [0, 1000]; got "
+            f"{n}, {batch}, {long_times}"
+        )
+    net, tok = load_lm(model)
+    c = net.config
+    if c.vocabulary is None:
+        raise KinemaError(f"'{model}' is not a multitask token LM (no task vocabulary)")
+    have = list(c.vocabulary.tasks)
+    scored = [t for t in have if t in SCORED or t.startswith("stylize:")]
+    chosen = list(tasks) if tasks is not None else scored
+    bad = [t for t in chosen if t not in scored]
+    if bad:
+        raise KinemaError(f"tasks {bad} cannot be scored here; this model's: {', '.join(scored)}")
+    frames = 1 + tok.config.temporal_compression * (c.latent_shape[0] - 1)
+    size = tok.config.spatial_compression * c.latent_shape[1]
+    physics = PhysicsDataset("all", "id", max(n, long_n), size, frames, DT, 1, seed)
+    data = PhysicsAudioVisualDataset(physics)
+    run = _Run(net, tok, c, frames, {"dtype": model_dtype(net), **sampling}, seed)
+    if "v2a" in chosen:
+        run.codec = load_audio_codec(model)
+    scores: list[TaskScore] = []
+    for task in chosen:
+        if on_step is not None:
+            on_step(task)
+        if task == "continuation":
+            scores += run.continuation(n, batch)
+            continue
+        scores += run.score(task, list(_batches(data, n, batch)), n)
+    if sr_model is not None:
+        if on_step is not None:
+            on_step("super-resolution")
+        scores += run.superres(sr_model, physics, size, n, batch)
+    if long_times:
+        if on_step is not None:
+            on_step("long video")
+        scores += run.long_video(data, long_n, long_times)
+    source = {
+        "model": str(model),
+        "tasks": chosen,
+        "n": n,
+        "seed": seed,
+        "frames": frames,
+        "resolution": size,
+        "sr_model": None if sr_model is None else str(sr_model),
+        "long_times": long_times,
+        "long_n": long_n if long_times else 0,
+        "sampling": jsonable(sampling),
+    }
+    return MultitaskResults(scores, source)
+
+
+class _Run:
+    """The model, tokenizer and options of one :func:`evaluate_multitask` call."""
+
+    def __init__(self, net, tok, config, frames: int, options: dict, seed: int) -> None:
+        self.net, self.tok, self.c, self.frames = net, tok, config, frames
+        self.options, self.seed = options, seed
+        self.codec = None
+
+    # -------------------------------------------------------------- helpers
+    def _chain(self, steps: list, clips: _Clips, text: bool) -> object:
+        from kinema.sample.extend import chain
+        from kinema.sample.video import lm_conditions
+
+        cond = dict(self.options)
+        if text and self.c.text_dim:
+            cond.update(lm_conditions(self.c, len(clips.captions), clips.captions, None))
+        return chain(
+            self.net, self.tok, steps, video=clips.video, batch_size=len(clips.captions),
+            seed=self.seed + clips.start, **cond,
+        )  # fmt: skip
+
+    # -------------------------------------------------------------- tasks
+    def continuation(self, n: int, batch: int) -> list[TaskScore]:
+        from kinema.eval.physics_eval import evaluate_physics_model
+
+        res = evaluate_physics_model(
+            (self.net, self.tok), scenario="all", split="id", n=n, batch=batch,
+            seed=self.seed, detectors=("alpha",),
+            **{k: v for k, v in self.options.items() if k != "dtype"},
+        )  # fmt: skip
+        out = []
+        for row in res.rows:
+            out.append(
+                TaskScore(
+                    "continuation",
+                    f"velocity error {row.scenario} (units/s)",
+                    row.error,
+                    ceiling=row.floor,
+                    n=row.clips,
+                )
+            )
+        return out
+
+    def score(self, task: str, batches: list[_Clips], n: int) -> list[TaskScore]:
+        if task == "t2v":
+            return self._t2v(batches, n)
+        if task in ("inpaint", "outpaint"):
+            return self._masked(task, batches, n)
+        if task.startswith("stylize:"):
+            return self._stylize(task, batches, n)
+        return self._v2a(batches, n)
+
+    def _t2v(self, batches: list[_Clips], n: int) -> list[TaskScore]:
+        from kinema.eval.adherence import score_pair
+        from kinema.io import to_uint8
+
+        hits = {"colour": [], "direction": []}
+        truth = {"colour": [], "direction": []}
+        for clips in batches:
+            state = self._chain(["t2v"], clips, text=True)
+            for video, gt, cap in zip(state.video, clips.video, clips.captions, strict=True):
+                for store, v in ((hits, video), (truth, gt)):
+                    item = score_pair(cap, to_uint8(v))
+                    if item.color_match is not None:
+                        store["colour"].append(item.color_match)
+                    if item.direction_match is not None:
+                        store["direction"].append(item.direction_match)
+        return [
+            TaskScore(
+                "t2v",
+                f"{what} adherence (fraction)",
+                float(np.mean(hits[what])) if hits[what] else math.nan,
+                ceiling=float(np.mean(truth[what])) if truth[what] else None,
+                n=len(hits[what]),
+            )
+            for what in ("colour", "direction")
+        ]
+
+    def _masked(self, task: str, batches: list[_Clips], n: int) -> list[TaskScore]:
+        from kinema.lm.tasks import default_mask
+
+        cfg = self.tok.config
+        hidden = default_mask(task, self.c.latent_shape)
+        pixels = latent_to_pixel_mask(
+            hidden, cfg.temporal_compression, cfg.spatial_compression, self.frames
+        )
+        sums = {k: [0.0, 0] for k in ("in", "out", "in_rec", "out_rec")}
+        for clips in batches:
+            state = self._chain([task], clips, text=False)
+            region = pixels.expand(len(clips.captions), *pixels.shape)
+            rec = reconstruct(self.tok, clips.video)
+            for key, out, mask in (
+                ("in", state.video.cpu(), region),
+                ("out", state.video.cpu(), ~region),
+                ("in_rec", rec, region),
+                ("out_rec", rec, ~region),
+            ):
+                sse, count = region_mse(out, clips.video, mask)
+                sums[key][0] += sse
+                sums[key][1] += count
+        return [
+            TaskScore(
+                task,
+                f"PSNR {where} the mask (dB)",
+                psnr_of(*sums[key]),
+                ceiling=psnr_of(*sums[f"{key}_rec"]),
+                n=n,
+            )
+            for key, where in (("in", "inside"), ("out", "outside"))
+        ]
+
+    def _stylize(self, task: str, batches: list[_Clips], n: int) -> list[TaskScore]:
+        totals = {k: np.zeros(4, dtype=np.int64) for k in ("model", "rec", "chance")}
+        for clips in batches:
+            state = self._chain([task], clips, text=True)
+            ref = edge_map(clips.video)
+            other = edge_map(clips.video.roll(1, dims=0))
+            rec = edge_map(reconstruct(self.tok, clips.video))
+            for key, pred in (("model", edge_map(state.video.cpu())), ("rec", rec)):
+                totals[key] += edge_counts(pred, ref)
+            totals["chance"] += edge_counts(other, ref)
+        return [
+            TaskScore(
+                task,
+                f"edge F1 vs the control ({EDGE_TOLERANCE} px tolerance)",
+                f1_of(totals["model"]),
+                ceiling=f1_of(totals["rec"]),
+                chance=f1_of(totals["chance"]),
+                n=n,
+            )
+        ]
+
+    def _v2a(self, batches: list[_Clips], n: int) -> list[TaskScore]:
+        from kinema.audio.metrics import click_timing_error
+
+        codec = self.codec
+        sr = codec.config.sample_rate
+        span = self.c.audio_frames * codec.hop_length / sr  # seconds of audio generated
+        tally = {k: [0.0, 0, 0, 0] for k in ("model", "rec", "chance")}  # sum err, m, miss, x
+        for clips in batches:
+            state = self._chain(["v2a"], clips, text=False)
+            param = next(codec.parameters())
+            gen = codec.tokens_to_wave(state.audio.to(param.device)).float().cpu()
+            rec = (
+                codec.tokens_to_wave(
+                    codec.clip_tokens(clips.audio.to(param.device), self.c.audio_frames)
+                )
+                .float()
+                .cpu()
+            )
+            other = clips.audio.roll(1, dims=0)
+            events = clips.events.numpy()
+            for b in range(len(clips.captions)):
+                true = events[b][events[b] < span]
+                for key, wave in (
+                    ("model", gen[b, 0]),
+                    ("rec", rec[b, 0]),
+                    ("chance", other[b, 0]),
+                ):
+                    t = click_timing_error(wave[: round(span * sr)], true, sr)
+                    acc = tally[key]
+                    if t.matched:
+                        acc[0] += t.error_s * t.matched
+                    acc[1] += t.matched
+                    acc[2] += t.missed
+                    acc[3] += t.extra
+
+        def mean_ms(acc: list) -> float:
+            return 1000 * acc[0] / acc[1] if acc[1] else math.nan
+
+        out = [
+            TaskScore(
+                "v2a",
+                "click-timing error of matched clicks (ms)",
+                mean_ms(tally["model"]),
+                ceiling=mean_ms(tally["rec"]),
+                chance=mean_ms(tally["chance"]),
+                n=n,
+            )
+        ]
+        for i, what in ((1, "matched"), (2, "missed"), (3, "extra")):
+            out.append(
+                TaskScore(
+                    "v2a",
+                    f"clicks {what} (count)",
+                    float(tally["model"][i]),
+                    ceiling=float(tally["rec"][i]),
+                    chance=float(tally["chance"][i]),
+                    n=n,
+                )
+            )
+        return out
+
+    def superres(
+        self, sr_model, physics: PhysicsDataset, high: int, n: int, batch: int
+    ) -> list[TaskScore]:
+        from kinema.api import load_superres
+        from kinema.io import to_tensor
+        from kinema.sample.superres import upscale_video
+
+        sr, lr_tok, hr_tok = load_superres(sr_model)
+        scale = (
+            sr.config.scale * hr_tok.config.spatial_compression // lr_tok.config.spatial_compression
+        )
+        if high % scale:
+            raise KinemaError(f"the SR model upscales {scale}x; the clips are {high} pixels")
+        low = PhysicsDataset("all", "id", n, high // scale, self.frames, DT, 1, self.seed)
+        sums = {k: [0.0, 0] for k in ("sr", "bicubic", "rec")}
+        for start in range(0, n, batch):
+            idx = range(start, min(n, start + batch))
+            hr = torch.stack([physics[i]["video"] for i in idx])  # (B, 3, T, H, W)
+            lr_frames = [low.frames(i)[0] for i in idx]  # uint8 (T, h, w, 3)
+            up = torch.stack(
+                [
+                    to_tensor(upscale_video(sr, lr_tok, hr_tok, f, seed=self.seed + i))
+                    for i, f in zip(idx, lr_frames, strict=True)
+                ]
+            )
+            lr = torch.stack([to_tensor(f) for f in lr_frames])
+            bic = F.interpolate(
+                rearrange(lr, "b c t h w -> (b t) c h w"), scale_factor=scale, mode="bicubic",
+                align_corners=False,
+            ).clamp(-1, 1)  # fmt: skip
+            bic = rearrange(bic, "(b t) c h w -> b c t h w", b=len(idx))
+            rec = reconstruct(hr_tok, hr)
+            everywhere = torch.ones(hr.shape[0], *hr.shape[2:], dtype=torch.bool)
+            for key, x in (("sr", up), ("bicubic", bic), ("rec", rec)):
+                sse, count = region_mse(x, hr, everywhere)
+                sums[key][0] += sse
+                sums[key][1] += count
+        return [
+            TaskScore(
+                f"super-resolution {scale}x",
+                f"PSNR vs the {high}x{high} clip (dB): SR / bicubic as chance",
+                psnr_of(*sums["sr"]),
+                ceiling=psnr_of(*sums["rec"]),
+                chance=psnr_of(*sums["bicubic"]),
+                n=n,
+            )
+        ]
+
+    def long_video(self, data: PhysicsAudioVisualDataset, n: int, times: int) -> list[TaskScore]:
+        from kinema.io import to_uint8
+
+        clip = self.frames
+        rows: dict[str, list] = {k: [] for k in ("r0", "r1", "c0", "c1", "seen", "rt", "ct")}
+        total = clip
+        for clips in _batches(data, n, n):
+            state = self._chain([("extend", {"times": times})], clips, text=False)
+            total = state.video.shape[2]
+            for video, gt in zip(state.video, clips.video, strict=True):
+                radius, rgb = ball_stats(to_uint8(video))
+                truth_r, truth_c = ball_stats(to_uint8(gt))
+                rows["r0"].append(_nanmean(radius[:clip]))
+                rows["r1"].append(_nanmean(radius[-clip:]))
+                rows["c0"].append(_nanmean(rgb[:clip], 0))
+                rows["c1"].append(_nanmean(rgb[-clip:], 0))
+                rows["seen"].append(float(np.isfinite(radius[-clip:]).mean()))
+                rows["rt"].append(_nanmean(truth_r))
+                rows["ct"].append(_nanmean(truth_c, 0))
+        r0, r1, rt = (np.array(rows[k]) for k in ("r0", "r1", "rt"))
+        c0, c1, ct = (np.array(rows[k]) for k in ("c0", "c1", "ct"))
+        name = f"long video ({total} frames = {total / clip:.1f}x the clip)"
+
+        def score(metric: str, value, ceiling=None) -> TaskScore:
+            return TaskScore(name, metric, _nanmean(value), ceiling, n=n)
+
+        return [
+            score("ball radius, first clip (px)", r0, _nanmean(rt)),
+            score("ball radius, last clip (px)", r1, _nanmean(rt)),
+            score("ball radius, last / first clip (ratio)", r1 / r0),
+            score(
+                "ball colour, last vs first clip (RGB distance)", np.linalg.norm(c1 - c0, axis=-1)
+            ),
+            score(
+                "ball colour, last clip vs truth (RGB distance)", np.linalg.norm(c1 - ct, axis=-1)
+            ),
+            score("frames of the last clip with the ball seen (fraction)", rows["seen"]),
+        ]
+
+
+def _nanmean(x, axis: int | None = None):
+    """Mean over the finite entries (NaN where there are none), without numpy's warning."""
+    x = np.asarray(x, dtype=np.float64)
+    ok = np.isfinite(x)
+    count = ok.sum(axis)
+    total = np.where(ok, x, 0.0).sum(axis)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    return float(out) if out.ndim == 0 else out
+
+
+@torch.no_grad()
+def reconstruct(tok: torch.nn.Module, video: torch.Tensor) -> torch.Tensor:
+    """The tokenizer's reconstruction of ``video (B, 3, T, H, W)`` in [-1, 1] (on the CPU,
+    fp32): the best any model decoding through it can do."""
+    param = next(tok.parameters())  # the path chain() decodes its outputs through
+    out = tok.decode(tok.encode(video.to(param.device, param.dtype)))
+    return out.float().clamp(-1, 1).cpu()
+
+
+__all__ = [
+    "MultitaskResults",
+    "TaskScore",
+    "ball_stats",
+    "edge_counts",
+    "edge_map",
+    "evaluate_multitask",
+    "f1_of",
+    "latent_to_pixel_mask",
+    "psnr_of",
+    "region_mse",
+]
