@@ -524,37 +524,47 @@ class _Run:
         from kinema.io import to_uint8
 
         clip = self.frames
-        rows: dict[str, list] = {k: [] for k in ("r0", "r1", "c0", "c1", "seen", "rt", "ct")}
+        rows: dict[str, list] = {k: [] for k in ("r0", "r1", "c0", "c1", "seen")}
         total = clip
         for clips in _batches(data, n, n):
             state = self._chain([("extend", {"times": times})], clips, text=False)
             total = state.video.shape[2]
-            for video, gt in zip(state.video, clips.video, strict=True):
+            for video in state.video:
                 radius, rgb = ball_stats(to_uint8(video))
-                truth_r, truth_c = ball_stats(to_uint8(gt))
                 rows["r0"].append(_nanmean(radius[:clip]))
                 rows["r1"].append(_nanmean(radius[-clip:]))
                 rows["c0"].append(_nanmean(rgb[:clip], 0))
                 rows["c1"].append(_nanmean(rgb[-clip:], 0))
                 rows["seen"].append(float(np.isfinite(radius[-clip:]).mean()))
-                rows["rt"].append(_nanmean(truth_r))
-                rows["ct"].append(_nanmean(truth_c, 0))
-        r0, r1, rt = (np.array(rows[k]) for k in ("r0", "r1", "rt"))
-        c0, c1, ct = (np.array(rows[k]) for k in ("c0", "c1", "ct"))
+        # the same clips simulated and rendered for the whole length: what drift the
+        # detector reads off a video that has none
+        size = data.physics[0]["video"].shape[-1]
+        truth = PhysicsDataset("all", "id", n, size, total, DT, 1, self.seed)
+        for i in range(n):
+            radius, rgb = ball_stats(truth.frames(i)[0])
+            rows.setdefault("t1", []).append(_nanmean(radius[-clip:]) / _nanmean(radius[:clip]))
+            rows.setdefault("tc", []).append(
+                np.linalg.norm(_nanmean(rgb[-clip:], 0) - _nanmean(rgb[:clip], 0))
+            )
+        r0, r1 = np.array(rows["r0"]), np.array(rows["r1"])
+        c0, c1 = np.array(rows["c0"]), np.array(rows["c1"])
         name = f"long video ({total} frames = {total / clip:.1f}x the clip)"
 
         def score(metric: str, value, ceiling=None) -> TaskScore:
             return TaskScore(name, metric, _nanmean(value), ceiling, n=n)
 
+        # the first clip is the given one (the truth); the last is all generated
         return [
-            score("ball radius, first clip (px)", r0, _nanmean(rt)),
-            score("ball radius, last clip (px)", r1, _nanmean(rt)),
-            score("ball radius, last / first clip (ratio)", r1 / r0),
+            score("ball radius, last clip (px; ceiling: the given clip's)", r1, _nanmean(r0)),
             score(
-                "ball colour, last vs first clip (RGB distance)", np.linalg.norm(c1 - c0, axis=-1)
+                "ball radius, last / first clip (ratio; ceiling: the truth's)",
+                r1 / r0,
+                _nanmean(rows["t1"]),
             ),
             score(
-                "ball colour, last clip vs truth (RGB distance)", np.linalg.norm(c1 - ct, axis=-1)
+                "ball colour, last vs first clip (RGB distance; ceiling: the truth's)",
+                np.linalg.norm(c1 - c0, axis=-1),
+                _nanmean(rows["tc"]),
             ),
             score("frames of the last clip with the ball seen (fraction)", rows["seen"]),
         ]
