@@ -149,3 +149,28 @@ def test_the_shipped_models_load_with_their_tokenizers():
     for name in ("flow-small", "lm-physics-nbp"):
         assert hub.tokenizer_folder(name).parent == hub.SHIPPED
         assert hub.model_kind(hub.tokenizer_folder(name)) == "tokenizer"
+
+
+def test_the_shipped_multitask_model_runs_a_masked_task():
+    """lm-physics-multitask: its tasks, its codec, and inpainting that keeps the visible
+    tokens of a physics clip."""
+    from kinema.api import generate_media, load_audio_codec
+    from kinema.data import build_dataset
+    from kinema.io import to_tensor, to_uint8
+    from kinema.sample.video import load_lm
+
+    net, tok = load_lm("lm-physics-multitask")
+    assert set(net.config.vocabulary.tasks) == {
+        "t2v", "i2v", "continuation", "inpaint", "outpaint", "stylize:edges", "v2a",
+    }  # fmt: skip
+    assert hub.tokenizer_folder("lm-physics-multitask") == hub.SHIPPED / "tokenizer-cpu-fsq"
+    assert load_audio_codec("lm-physics-multitask").config.levels == 4
+    clip = to_uint8(build_dataset("physics", length=1, resolution=64, num_frames=17)[0]["video"])
+    out = generate_media(
+        model="lm-physics-multitask", task="inpaint", mask="box:4,4,12,12", video=clip, seed=0
+    )
+    given = tok.encode(to_tensor(clip)[None])[0].numpy()
+    hidden = np.zeros((5, 16, 16), dtype=bool)
+    hidden[:, 4:12, 4:12] = True
+    assert out.video.shape == (1, 17, 64, 64, 3)
+    assert (out.tokens[0][~hidden] == given[~hidden]).all()

@@ -536,16 +536,6 @@ class _Run:
                 rows["c0"].append(_nanmean(rgb[:clip], 0))
                 rows["c1"].append(_nanmean(rgb[-clip:], 0))
                 rows["seen"].append(float(np.isfinite(radius[-clip:]).mean()))
-        # the same clips simulated and rendered for the whole length: what drift the
-        # detector reads off a video that has none
-        size = data.physics[0]["video"].shape[-1]
-        truth = PhysicsDataset("all", "id", n, size, total, DT, 1, self.seed)
-        for i in range(n):
-            radius, rgb = ball_stats(truth.frames(i)[0])
-            rows.setdefault("t1", []).append(_nanmean(radius[-clip:]) / _nanmean(radius[:clip]))
-            rows.setdefault("tc", []).append(
-                np.linalg.norm(_nanmean(rgb[-clip:], 0) - _nanmean(rgb[:clip], 0))
-            )
         r0, r1 = np.array(rows["r0"]), np.array(rows["r1"])
         c0, c1 = np.array(rows["c0"]), np.array(rows["c1"])
         name = f"long video ({total} frames = {total / clip:.1f}x the clip)"
@@ -553,18 +543,13 @@ class _Run:
         def score(metric: str, value, ceiling=None) -> TaskScore:
             return TaskScore(name, metric, _nanmean(value), ceiling, n=n)
 
-        # the first clip is the given one (the truth); the last is all generated
+        # the first clip is the given one (the truth); the last is all generated. There is no
+        # truth of the whole length: a simulated ball leaves the 10x10 view within a few clips
         return [
             score("ball radius, last clip (px; ceiling: the given clip's)", r1, _nanmean(r0)),
+            score("ball radius, last / first clip (ratio)", r1 / r0),
             score(
-                "ball radius, last / first clip (ratio; ceiling: the truth's)",
-                r1 / r0,
-                _nanmean(rows["t1"]),
-            ),
-            score(
-                "ball colour, last vs first clip (RGB distance; ceiling: the truth's)",
-                np.linalg.norm(c1 - c0, axis=-1),
-                _nanmean(rows["tc"]),
+                "ball colour, last vs first clip (RGB distance)", np.linalg.norm(c1 - c0, axis=-1)
             ),
             score("frames of the last clip with the ball seen (fraction)", rows["seen"]),
         ]
