@@ -249,17 +249,18 @@ def evaluate_multitask(
     if "v2a" in chosen:
         run.codec = load_audio_codec(model)
     scores: list[TaskScore] = []
+    batches = list(_batches(data, n, batch))  # rendered once, shared by the tasks
     for task in chosen:
         if on_step is not None:
             on_step(task)
         if task == "continuation":
             scores += run.continuation(n, batch)
             continue
-        scores += run.score(task, list(_batches(data, n, batch)), n)
+        scores += run.score(task, batches, n)
     if sr_model is not None:
         if on_step is not None:
             on_step("super-resolution")
-        scores += run.superres(sr_model, physics, size, n, batch)
+        scores += run.superres(sr_model, batches, size, n)
     if long_times:
         if on_step is not None:
             on_step("long video")
@@ -472,9 +473,7 @@ class _Run:
             )
         return out
 
-    def superres(
-        self, sr_model, physics: PhysicsDataset, high: int, n: int, batch: int
-    ) -> list[TaskScore]:
+    def superres(self, sr_model, batches: list[_Clips], high: int, n: int) -> list[TaskScore]:
         from kinema.api import load_superres
         from kinema.io import to_tensor
         from kinema.sample.superres import upscale_video
@@ -483,26 +482,28 @@ class _Run:
         scale = (
             sr.config.scale * hr_tok.config.spatial_compression // lr_tok.config.spatial_compression
         )
-        if high % scale:
-            raise KinemaError(f"the SR model upscales {scale}x; the clips are {high} pixels")
+        sr_frames = 1 + lr_tok.config.temporal_compression * (sr.config.lr_shape[0] - 1)
+        if high % scale or sr_frames != self.frames:
+            raise KinemaError(
+                f"the SR model upscales {sr_frames}-frame clips {scale}x; the LM makes "
+                f"{self.frames}-frame clips of {high} pixels"
+            )
         low = PhysicsDataset("all", "id", n, high // scale, self.frames, DT, 1, self.seed)
         sums = {k: [0.0, 0] for k in ("sr", "bicubic", "rec")}
-        for start in range(0, n, batch):
-            idx = range(start, min(n, start + batch))
-            hr = torch.stack([physics[i]["video"] for i in idx])  # (B, 3, T, H, W)
-            lr_frames = [low.frames(i)[0] for i in idx]  # uint8 (T, h, w, 3)
-            up = torch.stack(
-                [
-                    to_tensor(upscale_video(sr, lr_tok, hr_tok, f, seed=self.seed + i))
-                    for i, f in zip(idx, lr_frames, strict=True)
-                ]
-            )
-            lr = torch.stack([to_tensor(f) for f in lr_frames])
+        for clips in batches:
+            hr, b = clips.video, clips.video.shape[0]  # (B, 3, T, H, W)
+            idx = range(clips.start, clips.start + b)
+            lr_frames = np.concatenate([low.frames(i)[0] for i in idx])  # uint8 (B*T, h, w, 3)
+            # one call: upscale_video cuts a video into clips of T frames and upscales them
+            # as one batch, so the B clips laid end to end come back as B clips
+            up = upscale_video(sr, lr_tok, hr_tok, lr_frames, seed=self.seed + clips.start)
+            up = rearrange(to_tensor(up), "c (b t) h w -> b c t h w", b=b)
+            lr = rearrange(to_tensor(lr_frames), "c (b t) h w -> b c t h w", b=b)
             bic = F.interpolate(
                 rearrange(lr, "b c t h w -> (b t) c h w"), scale_factor=scale, mode="bicubic",
                 align_corners=False,
             ).clamp(-1, 1)  # fmt: skip
-            bic = rearrange(bic, "(b t) c h w -> b c t h w", b=len(idx))
+            bic = rearrange(bic, "(b t) c h w -> b c t h w", b=b)
             rec = reconstruct(hr_tok, hr)
             everywhere = torch.ones(hr.shape[0], *hr.shape[2:], dtype=torch.bool)
             for key, x in (("sr", up), ("bicubic", bic), ("rec", rec)):
@@ -566,13 +567,12 @@ def _nanmean(x, axis: int | None = None):
     return float(out) if out.ndim == 0 else out
 
 
-@torch.no_grad()
-def reconstruct(tok: torch.nn.Module, video: torch.Tensor) -> torch.Tensor:
-    """The tokenizer's reconstruction of ``video (B, 3, T, H, W)`` in [-1, 1] (on the CPU,
-    fp32): the best any model decoding through it can do."""
-    param = next(tok.parameters())  # the path chain() decodes its outputs through
-    out = tok.decode(tok.encode(video.to(param.device, param.dtype)))
-    return out.float().clamp(-1, 1).cpu()
+def reconstruct(tok, video: torch.Tensor) -> torch.Tensor:
+    """:meth:`Tokenizer.reconstruct <kinema.tokenizer.Tokenizer.reconstruct>` of ``video
+    (B, 3, T, H, W)`` on the tokenizer's device and dtype, back as fp32 on the CPU: the best
+    any model decoding through it can do."""
+    param = next(tok.parameters())
+    return tok.reconstruct(video.to(param.device, param.dtype)).float().cpu()
 
 
 __all__ = [
