@@ -10,6 +10,7 @@ from kinema.audio import (
     AudioCodecConfig,
     ResidualVQ,
     codes_to_tokens,
+    envelope_loss,
     preset,
     stft_loss,
     tokens_to_codes,
@@ -131,6 +132,44 @@ def test_stft_loss():
     assert stft_loss(a * 0.5, a, (256, 64)).item() > 0.1
     short = torch.randn(1, 1, 100)
     assert stft_loss(short, short * 0, (256, 64)) == stft_loss(short, short * 0, (64,)) > 0
+
+
+def test_envelope_loss_against_brute_force_and_in_the_codec_loss():
+    """``envelope_loss`` = mean |log E_pred - log E_true| with ``E`` the mean squared first
+    difference per window (hop window/4); phase-blind; ``envelope_weight`` adds it to the
+    codec loss."""
+    torch.manual_seed(0)
+    a, b = 0.3 * torch.randn(2, 1, 700), 0.1 * torch.randn(2, 1, 700)
+    window, hop = 64, 16
+
+    def brute_env(x):
+        d = (x[..., 1:] - x[..., :-1]) ** 2
+        starts = range(0, d.shape[-1] - window + 1, hop)
+        return torch.stack([d[..., s : s + window].mean(-1) for s in starts], -1).clamp_min(1e-8)
+
+    want = (brute_env(a).log() - brute_env(b).log()).abs().mean()
+    torch.testing.assert_close(envelope_loss(a, b, window), want)
+    # a click with its phase flipped has the same envelope; a missing click does not
+    t = torch.arange(700.0)
+    click = torch.where(t >= 300, torch.exp(-(t - 300) / 64) * torch.sin(1.18 * (t - 300)), 0.0)
+    click = click.view(1, 1, -1)
+    assert envelope_loss(-click, click, window) < 1e-5
+    assert envelope_loss(0.01 * click, click, window) > 5
+    assert envelope_loss(click[..., :64], click[..., :64], window) == 0  # too short
+    wave = 0.3 * torch.randn(2, 1, 1600)
+    losses = {}
+    for w in (0.0, 2.0):
+        torch.manual_seed(1)  # the same weights for both
+        model = AudioCodec(preset("tiny", envelope_weight=w)).eval()
+        with torch.no_grad():
+            losses[w] = model.loss({"audio": wave})
+            recon = model(wave)["recon"]
+    torch.testing.assert_close(losses[2.0]["envelope"], envelope_loss(recon, wave, window))
+    torch.testing.assert_close(
+        losses[2.0]["loss"] - losses[0.0]["loss"], 2.0 * losses[0.0]["envelope"]
+    )
+    with pytest.raises(KinemaError, match="envelope_weight"):
+        preset("tiny", envelope_weight=-1.0)
 
 
 def test_trains_with_the_trainer_and_reloads(tmp_path):

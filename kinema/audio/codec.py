@@ -11,7 +11,8 @@ by a conv of kernel ``2s`` and stride ``s`` that doubles the width; a kernel-3 c
 embedding ``dim``. The decoder mirrors it with transposed convs. Every conv is causal (padded
 on the left only; transposed convs drop their right overhang), so frame ``l`` of the codes
 depends on samples ``< (l + 1) * hop`` only and decoding can stream. Training loss: L1 on the
-waveform + multi-resolution STFT magnitude (linear and log) + RVQ commitment. SoundStream's
+waveform, multi-resolution STFT magnitude (linear and log), optionally the log energy
+envelope of the first difference (``envelope_weight``, for clicks) and RVQ commitment. SoundStream's
 adversarial and feature-matching losses are not implemented.
 
 **Token order (for a language model): frame-major, level-minor, offset per level.**
@@ -55,6 +56,11 @@ class AudioCodecConfig:
     commit_weight: float = 0.25
     vq_restart: float = 0.1  # EMA usage below this x average moves a code (0 = never)
     l1_weight: float = 1.0
+    # L1 of the log energy envelope of the first difference (what click detection reads,
+    # see envelope_loss); phase-blind, unlike an L1 on the difference itself, which pulls
+    # a codec that cannot yet place a click's phase towards silence (measured). 0 = off
+    envelope_weight: float = 0.0
+    envelope_window: int = 64  # samples per envelope frame (hop = window / 4)
     stft_weight: float = 1.0
     stft_sizes: tuple[int, ...] = (2048, 1024, 512, 256, 128, 64)  # FFT sizes, hop = size / 4
     stft_log_floor: float = 1e-5  # magnitudes are floored here before the log term
@@ -71,6 +77,13 @@ class AudioCodecConfig:
                 "channels, dim and levels must be >= 1 and codebook_size >= 2, got "
                 f"{self.channels}, {self.dim}, {self.levels}, {self.codebook_size}"
             )
+        if min(self.l1_weight, self.envelope_weight, self.stft_weight) < 0:
+            raise KinemaError(
+                "l1_weight, envelope_weight and stft_weight must be >= 0, got "
+                f"{self.l1_weight}, {self.envelope_weight}, {self.stft_weight}"
+            )
+        if self.envelope_window < 4:
+            raise KinemaError(f"envelope_window must be >= 4, got {self.envelope_window}")
         if any(n < 4 or n & (n - 1) for n in self.stft_sizes):
             raise KinemaError(f"stft_sizes must be powers of two >= 4, got {self.stft_sizes}")
 
@@ -227,6 +240,24 @@ def stft_loss(
         return total / max(len(sizes), 1)
 
 
+def envelope_energy(wave: torch.Tensor, window: int, floor: float = 1e-8) -> torch.Tensor:
+    """``(B, 1, S)`` -> ``(B, 1, F)`` fp32 log of the mean squared first difference over
+    windows of ``window`` samples, hop ``window // 4``: the pre-emphasised energy envelope
+    that :func:`kinema.audio.metrics.detect_onsets` thresholds (floored at ``floor``)."""
+    d2 = wave.float().diff(dim=-1).pow(2)
+    return F.avg_pool1d(d2, window, max(1, window // 4)).clamp_min(floor).log()
+
+
+def envelope_loss(pred: torch.Tensor, target: torch.Tensor, window: int) -> torch.Tensor:
+    """Mean |log envelope difference| (:func:`envelope_energy`) of ``(B, 1, S)`` waveforms:
+    a click missing from ``pred`` costs its log energy ratio over the background, whatever
+    its phase; 0 for clips shorter than ``window + 1`` samples."""
+    if pred.shape[-1] <= window:
+        return pred.new_zeros((), dtype=torch.float32)
+    with torch.autocast(device_type=pred.device.type, enabled=False):
+        return (envelope_energy(pred, window) - envelope_energy(target, window)).abs().mean()
+
+
 # ---------------------------------------------------------------------------- tokens
 
 
@@ -379,7 +410,7 @@ class AudioCodec(ModelMixin):
         return {"recon": self.decoder(q.z)[..., : wave.shape[-1]], "quant": q}
 
     def loss(self, batch: dict | torch.Tensor) -> dict[str, torch.Tensor]:
-        """L1 + multi-resolution STFT + RVQ loss of ``batch["audio"] (B, 1, S)``."""
+        """L1 + multi-resolution STFT + envelope + RVQ loss of ``batch["audio"] (B, 1, S)``."""
         cfg = self.config
         wave = batch["audio"] if isinstance(batch, dict) else batch
         rate = batch.get("sample_rate") if isinstance(batch, dict) else None
@@ -391,12 +422,17 @@ class AudioCodec(ModelMixin):
         q: QuantizerOutput = out["quant"]
         recon, target = out["recon"].float(), wave.float()
         l1 = (recon - target).abs().mean()
+        env = envelope_loss(recon, target, cfg.envelope_window)
         spec = stft_loss(recon, target, cfg.stft_sizes, cfg.stft_log_floor)
         err = (recon - target).pow(2).sum().clamp_min(1e-12)
         snr = 10 * torch.log10(target.pow(2).sum().clamp_min(1e-12) / err)
         return {
-            "loss": cfg.l1_weight * l1 + cfg.stft_weight * spec + q.loss,
+            "loss": cfg.l1_weight * l1
+            + cfg.stft_weight * spec
+            + cfg.envelope_weight * env
+            + q.loss,
             "l1": l1.detach(),
+            "envelope": env.detach(),
             "stft": spec.detach(),
             "vq_loss": q.loss.detach(),
             "snr_db": snr.detach(),
