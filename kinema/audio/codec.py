@@ -12,8 +12,8 @@ embedding ``dim``. The decoder mirrors it with transposed convs. Every conv is c
 on the left only; transposed convs drop their right overhang), so frame ``l`` of the codes
 depends on samples ``< (l + 1) * hop`` only and decoding can stream. Training loss: L1 on the
 waveform, multi-resolution STFT magnitude (linear and log), optionally the log energy
-envelope of the first difference (``envelope_weight``, for clicks) and RVQ commitment. SoundStream's
-adversarial and feature-matching losses are not implemented.
+envelope of the first difference (``envelope_weight``, for clicks) and RVQ commitment.
+SoundStream's adversarial and feature-matching losses are not implemented.
 
 **Token order (for a language model): frame-major, level-minor, offset per level.**
 ``tokens[b, l * Q + q] = q * K + codes[b, l, q]`` for ``Q`` levels of ``K`` codes, so the
@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from kinema.audio.metrics import diff_energy
 from kinema.audio.rvq import ResidualVQ
 from kinema.errors import KinemaError
 from kinema.modeling import ModelMixin
@@ -241,22 +242,20 @@ def stft_loss(
         return total / max(len(sizes), 1)
 
 
-def envelope_energy(wave: torch.Tensor, window: int, floor: float = 1e-8) -> torch.Tensor:
-    """``(B, 1, S)`` -> ``(B, 1, F)`` fp32 log of the mean squared first difference over
-    windows of ``window`` samples, hop ``window // 4``: the pre-emphasised energy envelope
-    that :func:`kinema.audio.metrics.detect_onsets` thresholds (floored at ``floor``)."""
-    d2 = wave.float().diff(dim=-1).pow(2)
-    return F.avg_pool1d(d2, window, max(1, window // 4)).clamp_min(floor).log()
-
-
-def envelope_loss(pred: torch.Tensor, target: torch.Tensor, window: int) -> torch.Tensor:
-    """Mean |log envelope difference| (:func:`envelope_energy`) of ``(B, 1, S)`` waveforms:
-    a click missing from ``pred`` costs its log energy ratio over the background, whatever
-    its phase; 0 for clips shorter than ``window + 1`` samples."""
+def envelope_loss(
+    pred: torch.Tensor, target: torch.Tensor, window: int, floor: float = 1e-8
+) -> torch.Tensor:
+    """Mean |log envelope difference| of ``(B, 1, S)`` waveforms in fp32, the envelope being
+    the one onset detection reads (:func:`kinema.audio.metrics.diff_energy`, hop
+    ``window // 4``, floored at ``floor``): a click missing from ``pred`` costs its log
+    energy ratio over the background, whatever its phase; 0 for clips of ``<= window``
+    samples."""
     if pred.shape[-1] <= window:
         return pred.new_zeros((), dtype=torch.float32)
+    hop = max(1, window // 4)
     with torch.autocast(device_type=pred.device.type, enabled=False):
-        return (envelope_energy(pred, window) - envelope_energy(target, window)).abs().mean()
+        p, t = (diff_energy(x.float(), window, hop).clamp_min(floor).log() for x in (pred, target))
+        return (p - t).abs().mean()
 
 
 # ---------------------------------------------------------------------------- tokens

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from scipy.ndimage import median_filter
 from scipy.optimize import linear_sum_assignment
 
@@ -27,6 +28,14 @@ def _mono(wave: np.ndarray | torch.Tensor) -> np.ndarray:
     if wave.ndim == 0 or wave.size != wave.shape[-1]:
         raise KinemaError(f"expected one mono waveform (S,) or (1, S), got shape {wave.shape}")
     return wave.reshape(-1)
+
+
+def diff_energy(wave: torch.Tensor, window: int, hop: int) -> torch.Tensor:
+    """Pre-emphasised energy envelope ``(B, 1, S)`` -> ``(B, 1, F)``: the mean squared first
+    difference over ``[f hop, f hop + window)`` for every window that fits (``S > window``),
+    in ``wave``'s dtype. Onset detection thresholds it; the codec's envelope loss compares
+    its logarithm (:func:`kinema.audio.codec.envelope_loss`)."""
+    return F.avg_pool1d(wave.diff(dim=-1).pow(2), window, hop)
 
 
 def detect_onsets(
@@ -47,11 +56,12 @@ def detect_onsets(
     """
     x = _mono(wave)
     hop, win = max(1, round(hop_s * sample_rate)), max(1, round(window_s * sample_rate))
-    energy = np.concatenate([[0.0], np.cumsum(np.diff(x) ** 2)])
-    starts = np.arange(0, max(len(energy) - win, 0), hop)
+    if len(x) <= win:
+        return np.zeros(0)
+    env = diff_energy(torch.from_numpy(x)[None, None], win, hop)[0, 0].numpy()  # float64
+    starts = np.arange(len(env)) * hop
     if len(starts) < 3:
         return np.zeros(0)
-    env = (energy[starts + win] - energy[starts]) / win
     ctx = max(3, round(context_s / hop_s) | 1)
     # the absolute floor keeps digital silence (and its rounding noise) from firing
     floor = max(1e-12, 1e-6 * env.max())
