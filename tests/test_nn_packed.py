@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from kinema.nn.packed import packed_linears, packing_available
+from kinema.nn.packed import packed_linears, packing_available, release_packed
 
 
 def _model(dtype: torch.dtype) -> nn.Module:
@@ -74,3 +74,33 @@ def test_integer_and_half_layers_are_left_alone():
     model = nn.Linear(8, 8).to(torch.float16)
     with packed_linears(model) as n:
         assert n == 0 and "forward" not in vars(model)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_kept_packing_is_reused_until_the_weights_change(dtype):
+    model = _model(dtype)
+    if not packing_available(model[0].weight):
+        pytest.skip(f"oneDNN {dtype} packing is not available on this CPU")
+    x = torch.randn(4, 48, dtype=dtype)
+
+    def packed_call(rows_hint=4, keep=True):
+        with torch.inference_mode(), packed_linears(model, rows_hint=rows_hint, keep=keep):
+            return vars(model[0])["forward"], model(x)
+
+    first, _ = packed_call()
+    assert not any("forward" in vars(m) for m in model)  # restored, copy kept aside
+    again, out = packed_call()
+    assert again is first  # not packed again
+    with torch.no_grad():
+        model[0].weight.mul_(-2.0)  # in place: the kept copy is stale now
+    fresh, out = packed_call()
+    assert fresh is not first
+    with torch.inference_mode():
+        ref = model(x)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    other, _ = packed_call(rows_hint=1)
+    assert other is not fresh  # packed for another row count
+    assert release_packed(model) == 2 and release_packed(model) == 0
+    assert packed_call()[0] is not other
+    packed_call(keep=False)  # a call without keep drops what was kept
+    assert release_packed(model) == 0
