@@ -7,6 +7,7 @@ import torch
 
 from kinema.errors import KinemaError
 from kinema.nn import KVCache, Transformer, TransformerConfig, grid_positions
+from kinema.nn.kv_cache import decode_cache_dtype
 
 PREFIX = 16
 N_VIDEO = 128
@@ -94,6 +95,32 @@ def test_cached_decode_bf16(block, step):
         cached = decode_in_steps(model, x, pos, mask, step)
     assert cached.dtype == torch.bfloat16
     assert (cached.float() - full).abs().max().item() < 0.1  # outputs have unit RMS
+
+
+@pytest.mark.parametrize("block, step", [(1, 1), (16, 16)])
+def test_bf16_weights_over_an_fp32_cache_attend_in_fp32(block, step):
+    """decode_cache_dtype: bf16 weights on a CPU decode over an fp32 cache; the attention
+    then runs in fp32 and the layer outputs stay bf16."""
+    assert decode_cache_dtype(torch.bfloat16, "cpu") == torch.float32
+    assert decode_cache_dtype(torch.float32, "cpu") == torch.float32
+    assert decode_cache_dtype(torch.bfloat16, "meta") == torch.bfloat16  # not a CPU
+    model = tiny_core().to(torch.bfloat16)
+    n_video = 48
+    s = PREFIX + n_video
+    x = torch.randn(2, s, 64, generator=torch.Generator().manual_seed(1)).bfloat16()
+    pos = torch.arange(s)
+    mask = block_mask(PREFIX, n_video, block)
+    with torch.no_grad():
+        full = model(x, pos, mask).float()
+        model.setup_caches(2, s, dtype=torch.float32)
+        cached = decode_in_steps(model, x, pos, mask, step)
+        assert model.layers[0].attn.kv_cache.k.dtype == torch.float32
+        # the fp32 reference: the same bf16-rounded weights and inputs, all in fp32
+        ref = tiny_core().to(torch.bfloat16).float()(x.float(), pos, mask)
+    assert cached.dtype == torch.bfloat16
+    assert (cached.float() - full).abs().max().item() < 0.1
+    # no further from the fp32 reference than the all-bf16 forward is
+    assert (cached.float() - ref).abs().max() <= 1.5 * (full - ref).abs().max()
 
 
 def test_cached_3d_rope_fractional_positions_and_per_token_cond():

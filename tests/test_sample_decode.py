@@ -144,6 +144,24 @@ def test_bf16_weights_decode_like_the_bf16_full_forward():
     assert (logits.argmax(-1) == full.argmax(-1)).float().mean() > 0.9
 
 
+def test_bf16_decoding_on_cpu_keeps_the_kv_cache_in_fp32_and_reuses_the_packing():
+    model = build(**COND, latent_shape=(2, 4, 4), block_shape=(1, 1, 4))
+    cond = condition(model)
+    seen = []
+
+    def record(step, block_logits, tokens):
+        cache = model.transformer.layers[0].attn.kv_cache
+        seen.append((cache.k.dtype, block_logits.dtype))
+
+    a = generate(model, 2, **cond, seed=0, dtype=torch.bfloat16, callback=record)
+    assert seen and all(d == (torch.float32, torch.float32) for d in seen)
+    assert model.transformer.layers[0].attn.kv_cache is None  # freed afterwards
+    kept = [vars(m).get("_kinema_packed") for m in model.modules()]
+    b = generate(model, 2, **cond, seed=0, dtype=torch.bfloat16)
+    assert torch.equal(a, b)  # the second call over the kept packing draws the same tokens
+    assert [vars(m).get("_kinema_packed") for m in model.modules()] == kept
+
+
 def test_packed_bf16_weights_decode_exactly_like_plain_bf16(monkeypatch):
     import kinema.nn.packed as packed
 

@@ -68,24 +68,31 @@ class Attention(nn.Module):
                 slots ``0 .. S-1`` (``S <= max_len``) and a mask is required.
             input_pos: ``(N,)`` long cache slots of the new tokens; enables the cache.
         """
-        q, k, v = self.wqkv(x).split(self.split, dim=-1)
-        q = rearrange(q, "b n (h d) -> b h n d", d=self.head_dim)
-        k = rearrange(k, "b n (h d) -> b h n d", d=self.head_dim)
-        v = rearrange(v, "b n (h d) -> b h n d", d=self.head_dim)
-        if self.q_norm is not None:
-            q, k = self.q_norm(q), self.k_norm(k)
-        q, k = apply_rotary(q, rope), apply_rotary(k, rope)
+        cache = None
         if input_pos is not None:
-            if self.kv_cache is None:
+            cache = self.kv_cache
+            if cache is None:
                 raise KinemaError("input_pos given but no KV cache: call setup_caches() first")
             if mask is None:
                 raise KinemaError("cached attention needs a mask (which cache slots to read)")
-            k, v = self.kv_cache.update(input_pos, k, v)
+        # attention runs in the cache's dtype: fp32 for bf16 weights when decoding on a CPU
+        # (decode_cache_dtype); rotary computes in fp32 and returns that dtype directly
+        dtype = x.dtype if cache is None else cache.k.dtype
+        qkv = rearrange(self.wqkv(x), "b n (h d) -> b h n d", d=self.head_dim)
+        hq, hk = self.n_heads, self.n_kv_heads
+        if self.q_norm is None:  # q and k rotated in one call (fewer small ops per step)
+            q, k = apply_rotary(qkv[:, : hq + hk], rope, dtype).split((hq, hk), dim=1)
+        else:
+            q, k = self.q_norm(qkv[:, :hq]), self.k_norm(qkv[:, hq : hq + hk])
+            q, k = apply_rotary(q, rope, dtype), apply_rotary(k, rope, dtype)
+        v = qkv[:, hq + hk :]
+        if cache is not None:
+            k, v = cache.update(input_pos, k, v)
             # Read only the slots the mask covers: a view, and fewer keys when S < max_len.
             k, v = k[:, :, : mask.shape[-1]], v[:, :, : mask.shape[-1]]
         r = self.n_heads // self.n_kv_heads
         if r == 1:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask).to(x.dtype)
             return self.wo(rearrange(out, "b h n d -> b n (h d)"))
         # GQA without copying K/V (the whole cache when decoding): the r query heads that
         # share a K/V head become r times as many query rows of that head. (SDPA's own
@@ -94,7 +101,7 @@ class Attention(nn.Module):
         q = rearrange(q, "b (hk r) n d -> b hk (r n) d", r=r)
         if mask is not None:
             mask = fold_mask(mask, r)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask).to(x.dtype)
         return self.wo(rearrange(out, "b hk (r n) d -> b n (hk r d)", r=r))
 
 

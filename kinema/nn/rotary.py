@@ -49,13 +49,14 @@ def default_axes_dim(head_dim: int) -> tuple[int, int, int]:
     return (head_dim - 2 * dhw, dhw, dhw)
 
 
-def apply_rotary(x: torch.Tensor, rope: Rope) -> torch.Tensor:
-    """Rotate ``x (B, H, N, head_dim)`` by ``rope``; computed in fp32, returned in ``x.dtype``.
+def apply_rotary(x: torch.Tensor, rope: Rope, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Rotate ``x (B, H, N, head_dim)`` by ``rope``; computed in fp32, returned in ``dtype``
+    (default ``x.dtype``).
 
     Equals HF's ``x * cos + rotate_half(x) * sin`` (per part in 3D mode).
     """
     xf = x.float()
-    return (xf * rope.cos + swap_halves(xf, rope.parts) * rope.sin).to(x.dtype)
+    return (xf * rope.cos + swap_halves(xf, rope.parts) * rope.sin).to(dtype or x.dtype)
 
 
 def swap_halves(x: torch.Tensor, parts: tuple[int, ...]) -> torch.Tensor:

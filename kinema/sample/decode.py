@@ -22,6 +22,7 @@ from einops import rearrange, repeat
 from kinema.errors import KinemaError
 from kinema.lm.model import TokenLM
 from kinema.lm.tasks import TaskSequence
+from kinema.nn.kv_cache import decode_cache_dtype
 from kinema.nn.packed import packed_linears
 from kinema.sample.guidance import cfg_combine
 from kinema.sample.sampling import sample_logits
@@ -260,9 +261,10 @@ def decode_blocks(
     was_training = model.training
     try:
         model.eval()
-        model.setup_caches(big, max_len=p + n * blen)
-        # bf16 CPU weights: packed once for oneDNN instead of re-laid out per call
-        with packed_linears(model, rows_hint=big * blen):
+        model.setup_caches(big, decode_cache_dtype(param.dtype, device), max_len=p + n * blen)
+        # CPU weights packed for oneDNN once and kept for the next call (not re-laid out per
+        # call, not re-packed per generate while the weights are unchanged)
+        with packed_linears(model, rows_hint=big * blen, keep=True):
             x = torch.cat(parts, dim=1)
             slot = x.shape[1]  # next free cache slot
             logits = _flat(head, model.decode_step(x, 0, mask, positions)[:, -blen:])
