@@ -104,3 +104,16 @@ def test_kept_packing_is_reused_until_the_weights_change(dtype):
     assert packed_call()[0] is not other
     packed_call(keep=False)  # a call without keep drops what was kept
     assert release_packed(model) == 0
+
+
+def test_layers_made_under_inference_mode_are_packed_but_never_kept():
+    with torch.inference_mode():  # inference tensors keep no version counter
+        model = _model(torch.float32)
+        x = torch.randn(2, 48)
+        ref = model(x)
+        with packed_linears(model, rows_hint=2, keep=True) as n:
+            out = model(x)
+    if not n:
+        pytest.skip("oneDNN is not available")
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    assert release_packed(model) == 0

@@ -63,10 +63,13 @@ class _PackedForward:
         return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")
 
 
-def _key(linear: nn.Linear, rows_hint: int) -> tuple:
+def _key(linear: nn.Linear, rows_hint: int) -> tuple | None:
     """What a packed copy was made from: the weight's storage and version (an in-place
-    update, e.g. an optimizer step or ``load_state_dict``, bumps it), dtype and rows."""
+    update, e.g. an optimizer step or ``load_state_dict``, bumps it), dtype and rows.
+    ``None`` (never reused) for inference tensors, which keep no version counter."""
     w, b = linear.weight, linear.bias
+    if w.is_inference() or (b is not None and b.is_inference()):
+        return None
     bias = None if b is None else (b.data_ptr(), b._version)
     return (w.data_ptr(), w._version, w.dtype, tuple(w.shape), bias, rows_hint)
 
@@ -95,10 +98,10 @@ def packed_linears(model: nn.Module, rows_hint: int = 1, keep: bool = False) -> 
     ]
     for m in layers:
         kept = getattr(m, _KEPT, None)
-        if kept is None or kept.key != _key(m, rows_hint):
+        if kept is None or kept.key is None or kept.key != _key(m, rows_hint):
             kept = _PackedForward(m, rows_hint)
         m.forward = kept  # instance attribute shadows the class's
-        if keep:
+        if keep and kept.key is not None:
             setattr(m, _KEPT, kept)
         elif hasattr(m, _KEPT):
             delattr(m, _KEPT)
