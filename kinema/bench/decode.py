@@ -8,7 +8,8 @@ temperature 1 sampling without top-k/top-p.
   HF    transformers LlamaForCausalLM.generate with an identical Llama config
         (same dims, vocab, MLP, rotary base; use_cache=True; do_sample, top_k=0)
 Each configuration runs A B C A B C ... ``--repeats`` times after a warm-up; the figure is
-the median wall time. bf16 rows keep the weights in bf16 (no autocast).
+the median wall time. bf16 rows keep the weights in bf16 (no autocast); on a CPU kinema keeps
+its KV cache in fp32 for them (:func:`kinema.nn.kv_cache.decode_cache_dtype`), HF its own in bf16.
 
 Usage:
     kinema bench decode [--sizes 10m,100m] [--dtypes fp32,bf16] [--repeats 5]
