@@ -77,8 +77,9 @@ class Attention(nn.Module):
                 raise KinemaError("cached attention needs a mask (which cache slots to read)")
         # attention runs in the cache's dtype: fp32 for bf16 weights when decoding on a CPU
         # (decode_cache_dtype); rotary computes in fp32 and returns that dtype directly
-        dtype = x.dtype if cache is None else cache.k.dtype
         qkv = rearrange(self.wqkv(x), "b n (h d) -> b h n d", d=self.head_dim)
+        act = qkv.dtype  # the projections' (bf16 under autocast)
+        dtype = act if cache is None else cache.k.dtype
         hq, hk = self.n_heads, self.n_kv_heads
         if self.q_norm is None:  # q and k rotated in one call (fewer small ops per step)
             q, k = apply_rotary(qkv[:, : hq + hk], rope, dtype).split((hq, hk), dim=1)
@@ -92,7 +93,7 @@ class Attention(nn.Module):
             k, v = k[:, :, : mask.shape[-1]], v[:, :, : mask.shape[-1]]
         r = self.n_heads // self.n_kv_heads
         if r == 1:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask).to(x.dtype)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask).to(act)
             return self.wo(rearrange(out, "b h n d -> b n (h d)"))
         # GQA without copying K/V (the whole cache when decoding): the r query heads that
         # share a K/V head become r times as many query rows of that head. (SDPA's own
@@ -101,7 +102,7 @@ class Attention(nn.Module):
         q = rearrange(q, "b (hk r) n d -> b hk (r n) d", r=r)
         if mask is not None:
             mask = fold_mask(mask, r)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask).to(x.dtype)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask).to(act)
         return self.wo(rearrange(out, "b hk (r n) d -> b n (hk r d)", r=r))
 
 
