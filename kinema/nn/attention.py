@@ -44,7 +44,6 @@ class Attention(nn.Module):
         self.n_heads, self.n_kv_heads = n_heads, n_kv_heads
         self.head_dim = head_dim or dim // n_heads
         q_dim, kv_dim = n_heads * self.head_dim, n_kv_heads * self.head_dim
-        self.split = (q_dim, kv_dim, kv_dim)
         self.wqkv = nn.Linear(dim, q_dim + 2 * kv_dim, bias=False)
         self.wo = nn.Linear(q_dim, dim, bias=False)
         self.q_norm = RMSNorm(self.head_dim, norm_eps) if qk_norm else None

@@ -82,8 +82,13 @@ def generate(
         seed: seeds a fresh generator (same seed -> same tokens). ``generator`` is used when
             no seed is given; neither = torch's global RNG.
         dtype: cast the model's parameters to this dtype in place first (``torch.bfloat16``
-            for fast CPU/GPU decoding; no autocast is used).
+            for fast CPU/GPU decoding; no autocast is used). On a CPU, bf16 weights decode
+            over an fp32 KV cache (:func:`kinema.nn.kv_cache.decode_cache_dtype`).
         callback: called after each sampled block, see :data:`Callback`.
+
+    On a CPU the linears' oneDNN-packed copies stay on the model after the call, so the
+    next call skips the packing; they take as much memory again as those weights
+    (:func:`kinema.nn.packed.release_packed` frees them).
     """
     c = model.config
     if cfg_scale is not None and not c.has_condition:
