@@ -98,7 +98,7 @@ def packed_linears(model: nn.Module, rows_hint: int = 1, keep: bool = False) -> 
     ]
     for m in layers:
         kept = getattr(m, _KEPT, None)
-        if kept is None or kept.key is None or kept.key != _key(m, rows_hint):
+        if kept is None or kept.key != _key(m, rows_hint):  # only non-None keys are kept
             kept = _PackedForward(m, rows_hint)
         m.forward = kept  # instance attribute shadows the class's
         if keep and kept.key is not None:
