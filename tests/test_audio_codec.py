@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from einops import rearrange
 
 from kinema.audio import (
     AudioCodec,
@@ -235,3 +236,68 @@ def test_bad_inputs_raise_one_line_errors(codec):
         preset("huge")
     with pytest.raises(KinemaError, match="kernel_size"):
         AudioCodecConfig(kernel_size=4)
+
+
+def test_input_gain_scales_the_encoder_input_and_the_decoder_output():
+    torch.manual_seed(0)
+    plain = AudioCodec(preset("tiny"))
+    gained = AudioCodec(preset("tiny", input_gain=10.0))
+    gained.load_state_dict(plain.state_dict())
+    wave = torch.randn(2, 1, 640) * 0.05
+    with torch.no_grad():
+        z = gained.encoder(wave)
+        torch.testing.assert_close(z, plain.encoder(10 * wave))
+        torch.testing.assert_close(gained.decoder(z), plain.decoder(z) / 10)
+    with pytest.raises(KinemaError, match="input_gain"):
+        preset("tiny", input_gain=0.0)
+
+
+def test_staged_schedule_bypasses_the_rvq_then_the_stft_loss(tmp_path):
+    """Before vq_start the RVQ is bypassed (codebooks untouched, zero VQ loss); at vq_start
+    the codebooks are initialised from the trained encoder's outputs; the STFT term joins
+    the loss at stft_start. The trainer tells the codec the step, also after a resume."""
+    torch.manual_seed(0)
+    model = AudioCodec(preset("tiny", vq_start=4, stft_start=6, vq_restart=0.0))
+    data = PhysicsAudioVisualDataset(
+        scenario="collision", num_frames=5, cond_frames=1, length=4, video=False
+    )
+    cfg = TrainConfig(
+        steps=8,
+        batch_size=2,
+        lr=1e-3,
+        warmup_steps=0,
+        weight_decay=0.0,
+        out_dir=str(tmp_path / "run"),
+        save_every=4,
+        log_every=1,
+        tensorboard=False,
+        progress=False,
+        device="cpu",
+    )
+    first = Trainer(model, data, cfg).fit(until_step=4).history
+    vq = model.quantizer.layers[0]
+    assert not bool(vq.initialized)
+    assert all(row["vq_loss"] == 0 and row["perplexity"] == 0 for row in first)
+    assert all(row["loss"] == pytest.approx(row["l1"], rel=1e-6) for row in first)
+    model.eval()
+    with torch.no_grad():
+        z = model.encoder(model._padded(torch.stack([data[i]["audio"] for i in range(4)])))
+    frames = rearrange(z, "b d l -> (b l) d")
+
+    torch.manual_seed(0)
+    resumed = AudioCodec(preset("tiny", vq_start=4, stft_start=6, vq_restart=0.0))
+    trainer = Trainer(resumed, data, cfg.replace(resume=True))
+    rest = trainer.fit(until_step=5).history
+    # level 0's codebook started as encoder outputs of the first quantized batch (then one
+    # EMA update at decay 0.99): every code lies by some frame of the step-4 encoder
+    nearest = torch.cdist(resumed.quantizer.layers[0].codebook, frames).min(dim=1).values
+    assert nearest.max() < 0.05 * frames.norm(dim=1).min()
+    rest += trainer.fit().history
+    assert [row["step"] for row in rest] == [5, 6, 7, 8]
+    assert all(row["vq_loss"] > 0 and row["perplexity"] > 0 for row in rest)
+    assert rest[0]["loss"] == pytest.approx(rest[0]["l1"] + rest[0]["vq_loss"], rel=1e-5)
+    stft_rows = rest[2:]  # steps 7 and 8 start at train_step 6 and 7 >= stft_start
+    assert all(
+        row["loss"] == pytest.approx(row["l1"] + row["stft"] + row["vq_loss"], rel=1e-5)
+        for row in stft_rows
+    )

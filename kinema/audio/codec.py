@@ -49,6 +49,10 @@ class AudioCodecConfig:
     strides: tuple[int, ...] = (2, 4, 5, 8)
     dilations: tuple[int, ...] = (1, 3, 9)  # one residual unit per dilation in every block
     kernel_size: int = 7
+    # the encoder sees ``input_gain * wave`` and the decoder's output is divided by it: at
+    # the physics sound's RMS of 0.07 the convs' default-initialised biases drown the
+    # signal and a bare autoencoder stays at 0 dB SNR; x10 lets it learn (measured)
+    input_gain: float = 1.0
     dim: int = 256  # embedding width entering the quantizer
     levels: int = 4  # RVQ depth
     codebook_size: int = 1024
@@ -66,6 +70,12 @@ class AudioCodecConfig:
     stft_weight: float = 1.0
     stft_sizes: tuple[int, ...] = (2048, 1024, 512, 256, 128, 64)  # FFT sizes, hop = size / 4
     stft_log_floor: float = 1e-5  # magnitudes are floored here before the log term
+    # a staged schedule, in optimizer steps (the trainer's set_train_step): the RVQ is
+    # bypassed (encoder -> decoder) before vq_start, so its codebooks are initialised from
+    # an encoder that already carries the waveform; the STFT loss joins at stft_start.
+    # From scratch either one keeps the waveform from being learned at all (measured)
+    vq_start: int = 0
+    stft_start: int = 0
 
     def __post_init__(self) -> None:
         self.strides, self.dilations = tuple(self.strides), tuple(self.dilations)
@@ -83,6 +93,12 @@ class AudioCodecConfig:
             raise KinemaError(
                 "l1_weight, envelope_weight and stft_weight must be >= 0, got "
                 f"{self.l1_weight}, {self.envelope_weight}, {self.stft_weight}"
+            )
+        if not self.input_gain > 0:
+            raise KinemaError(f"input_gain must be > 0, got {self.input_gain}")
+        if min(self.vq_start, self.stft_start) < 0:
+            raise KinemaError(
+                f"vq_start and stft_start must be >= 0, got {self.vq_start}, {self.stft_start}"
             )
         if self.envelope_window < 4:
             raise KinemaError(f"envelope_window must be >= 4, got {self.envelope_window}")
@@ -183,7 +199,8 @@ def _units(cfg: AudioCodecConfig, channels: int) -> list[nn.Module]:
 
 
 class Encoder(nn.Module):
-    """``(B, 1, S)`` -> ``(B, dim, S / hop)``; ``S`` a multiple of ``hop_length``."""
+    """``(B, 1, S)`` -> ``(B, dim, S / hop)``; ``S`` a multiple of ``hop_length``. Scales the
+    input by ``input_gain`` (the decoder undoes it)."""
 
     def __init__(self, cfg: AudioCodecConfig) -> None:
         super().__init__()
@@ -194,13 +211,15 @@ class Encoder(nn.Module):
             c *= 2
         layers += [nn.ELU(), CausalConv1d(c, cfg.dim, 3)]
         self.net = nn.Sequential(*layers)
+        self.gain = cfg.input_gain
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        return self.net(x * self.gain)
 
 
 class Decoder(nn.Module):
-    """``(B, dim, L)`` -> ``(B, 1, L * hop)`` (linear output; :meth:`AudioCodec.decode` clamps)."""
+    """``(B, dim, L)`` -> ``(B, 1, L * hop)`` (linear output divided by ``input_gain``;
+    :meth:`AudioCodec.decode` clamps)."""
 
     def __init__(self, cfg: AudioCodecConfig) -> None:
         super().__init__()
@@ -212,9 +231,10 @@ class Decoder(nn.Module):
             layers += _units(cfg, c)
         layers += [nn.ELU(), CausalConv1d(c, 1, cfg.kernel_size)]
         self.net = nn.Sequential(*layers)
+        self.gain = cfg.input_gain
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z)
+        return self.net(z) / self.gain
 
 
 # ---------------------------------------------------------------------------- losses
@@ -315,6 +335,11 @@ class AudioCodec(ModelMixin):
             restart=cfg.vq_restart,
         )
         self.decoder = Decoder(cfg)
+        self.train_step = 0  # optimizer steps done, for the vq_start / stft_start schedule
+
+    def set_train_step(self, step: int) -> None:
+        """Called by :class:`kinema.train.Trainer` before every optimizer step."""
+        self.train_step = int(step)
 
     # ------------------------------------------------------------------ geometry
 
@@ -403,14 +428,23 @@ class AudioCodec(ModelMixin):
 
     # ------------------------------------------------------------------ training
 
-    def forward(self, wave: torch.Tensor) -> dict:
-        """Training pass: ``{"recon": (B, 1, S), "quant": QuantizerOutput}``."""
+    def forward(self, wave: torch.Tensor, *, quantize: bool = True) -> dict:
+        """Training pass: ``{"recon": (B, 1, S), "quant": QuantizerOutput}``; with
+        ``quantize=False`` the RVQ is bypassed (no codebook update, zero VQ loss and
+        metrics, indices None)."""
         self.check_wave(wave)
-        q: QuantizerOutput = self.quantizer(self.encoder(self._padded(wave)))
+        z = self.encoder(self._padded(wave))
+        if quantize:
+            q: QuantizerOutput = self.quantizer(z)
+        else:
+            zero = z.new_zeros((), dtype=torch.float32)
+            names = ("perplexity", "commit", "restarts")
+            q = QuantizerOutput(z, None, zero, {k: zero for k in names})
         return {"recon": self.decoder(q.z)[..., : wave.shape[-1]], "quant": q}
 
     def loss(self, batch: dict | torch.Tensor) -> dict[str, torch.Tensor]:
-        """L1 + multi-resolution STFT + envelope + RVQ loss of ``batch["audio"] (B, 1, S)``."""
+        """L1 + multi-resolution STFT + envelope + RVQ loss of ``batch["audio"] (B, 1, S)``,
+        the RVQ and STFT terms from steps ``vq_start`` and ``stft_start`` of training on."""
         cfg = self.config
         wave = batch["audio"] if isinstance(batch, dict) else batch
         rate = batch.get("sample_rate") if isinstance(batch, dict) else None
@@ -418,19 +452,18 @@ class AudioCodec(ModelMixin):
             rates = rate.unique().tolist()
             rate = rates[0] if len(rates) == 1 else rates
         self.check_wave(wave, rate)
-        out = self(wave)
+        step = self.train_step if self.training else max(cfg.vq_start, cfg.stft_start)
+        out = self(wave, quantize=step >= cfg.vq_start)
         q: QuantizerOutput = out["quant"]
         recon, target = out["recon"].float(), wave.float()
         l1 = (recon - target).abs().mean()
         env = envelope_loss(recon, target, cfg.envelope_window)
+        stft_weight = cfg.stft_weight if step >= cfg.stft_start else 0.0
         spec = stft_loss(recon, target, cfg.stft_sizes, cfg.stft_log_floor)
         err = (recon - target).pow(2).sum().clamp_min(1e-12)
         snr = 10 * torch.log10(target.pow(2).sum().clamp_min(1e-12) / err)
         return {
-            "loss": cfg.l1_weight * l1
-            + cfg.stft_weight * spec
-            + cfg.envelope_weight * env
-            + q.loss,
+            "loss": cfg.l1_weight * l1 + stft_weight * spec + cfg.envelope_weight * env + q.loss,
             "l1": l1.detach(),
             "envelope": env.detach(),
             "stft": spec.detach(),

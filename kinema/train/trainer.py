@@ -79,6 +79,10 @@ class Trainer:
     global_batch=, micro_batch=, num_replicas=, rank=, seed=, steps=)`` and must yield
     ``grad_accum`` micro-batches per step and have ``steps_per_epoch``, ``dataset_len`` and
     ``set_position(epoch, step_in_epoch)`` (the resume protocol).
+
+    A model with a ``set_train_step(step)`` method is told the number of optimizer steps
+    done before each step (also after a resume), for loss schedules that depend on it
+    (e.g. :class:`kinema.audio.AudioCodec`'s ``vq_start``).
     """
 
     def __init__(
@@ -362,6 +366,8 @@ class Trainer:
     def _train_step(self, micro_batches: Iterator[Any]) -> None:
         cfg = self.config
         autocast = precision_autocast(self.device, self.precision)
+        if callable(set_step := getattr(self.model, "set_train_step", None)):
+            set_step(self.step)
         for _ in range(cfg.grad_accum):
             batch, weight = self._next_batch(micro_batches)
             with autocast:
