@@ -173,6 +173,21 @@ def test_envelope_loss_against_brute_force_and_in_the_codec_loss():
         preset("tiny", envelope_weight=-1.0)
 
 
+def test_l2_weight_adds_the_waveform_mse():
+    wave = 0.3 * torch.randn(2, 1, 1600, generator=torch.Generator().manual_seed(0))
+    losses = {}
+    for w in (0.0, 3.0):
+        torch.manual_seed(1)  # the same weights for both
+        model = AudioCodec(preset("tiny", l2_weight=w)).eval()
+        with torch.no_grad():
+            losses[w] = model.loss({"audio": wave})
+            recon = model(wave)["recon"]
+    torch.testing.assert_close(losses[3.0]["l2"], (recon - wave).pow(2).mean())
+    torch.testing.assert_close(losses[3.0]["loss"] - losses[0.0]["loss"], 3.0 * losses[0.0]["l2"])
+    with pytest.raises(KinemaError, match="l2_weight"):
+        preset("tiny", l2_weight=-1.0)
+
+
 def test_trains_with_the_trainer_and_reloads(tmp_path):
     torch.manual_seed(0)
     model = AudioCodec(preset("tiny"))

@@ -61,6 +61,11 @@ class AudioCodecConfig:
     commit_weight: float = 0.25
     vq_restart: float = 0.1  # EMA usage below this x average moves a code (0 = never)
     l1_weight: float = 1.0
+    # MSE on the waveform. Unlike L1, whose gradient has the same size on every sample, it
+    # weighs a sample by its error, so sparse clicks are not outvoted by the silence and
+    # tone around them (measured: an autoencoder of isolated clicks, gain 10, reaches
+    # 3.27 dB SNR after 300 steps with MSE and stays at 0.00 dB with L1)
+    l2_weight: float = 0.0
     # L1 of the log energy envelope of the first difference (what click detection reads,
     # see envelope_loss); phase-blind, unlike an L1 on the difference itself, which pulls
     # a codec that cannot yet place a click's phase towards silence (measured). Not enough
@@ -89,10 +94,11 @@ class AudioCodecConfig:
                 "channels, dim and levels must be >= 1 and codebook_size >= 2, got "
                 f"{self.channels}, {self.dim}, {self.levels}, {self.codebook_size}"
             )
-        if min(self.l1_weight, self.envelope_weight, self.stft_weight) < 0:
+        weights = (self.l1_weight, self.l2_weight, self.envelope_weight, self.stft_weight)
+        if min(weights) < 0:
             raise KinemaError(
-                "l1_weight, envelope_weight and stft_weight must be >= 0, got "
-                f"{self.l1_weight}, {self.envelope_weight}, {self.stft_weight}"
+                "l1_weight, l2_weight, envelope_weight and stft_weight must be >= 0, got "
+                + ", ".join(map(str, weights))
             )
         if not self.input_gain > 0:
             raise KinemaError(f"input_gain must be > 0, got {self.input_gain}")
@@ -443,7 +449,7 @@ class AudioCodec(ModelMixin):
         return {"recon": self.decoder(q.z)[..., : wave.shape[-1]], "quant": q}
 
     def loss(self, batch: dict | torch.Tensor) -> dict[str, torch.Tensor]:
-        """L1 + multi-resolution STFT + envelope + RVQ loss of ``batch["audio"] (B, 1, S)``,
+        """L1 + MSE + multi-resolution STFT + envelope + RVQ loss of ``batch["audio"] (B, 1, S)``,
         the RVQ and STFT terms from steps ``vq_start`` and ``stft_start`` of training on."""
         cfg = self.config
         wave = batch["audio"] if isinstance(batch, dict) else batch
@@ -457,14 +463,24 @@ class AudioCodec(ModelMixin):
         q: QuantizerOutput = out["quant"]
         recon, target = out["recon"].float(), wave.float()
         l1 = (recon - target).abs().mean()
+        l2 = (recon - target).pow(2).mean()
         env = envelope_loss(recon, target, cfg.envelope_window)
         stft_weight = cfg.stft_weight if step >= cfg.stft_start else 0.0
-        spec = stft_loss(recon, target, cfg.stft_sizes, cfg.stft_log_floor)
+        spec = (  # skipped when the config never uses it (five FFT sizes cost time)
+            stft_loss(recon, target, cfg.stft_sizes, cfg.stft_log_floor)
+            if cfg.stft_weight > 0
+            else recon.new_zeros(())
+        )
         err = (recon - target).pow(2).sum().clamp_min(1e-12)
         snr = 10 * torch.log10(target.pow(2).sum().clamp_min(1e-12) / err)
         return {
-            "loss": cfg.l1_weight * l1 + stft_weight * spec + cfg.envelope_weight * env + q.loss,
+            "loss": cfg.l1_weight * l1
+            + cfg.l2_weight * l2
+            + stft_weight * spec
+            + cfg.envelope_weight * env
+            + q.loss,
             "l1": l1.detach(),
+            "l2": l2.detach(),
             "envelope": env.detach(),
             "stft": spec.detach(),
             "vq_loss": q.loss.detach(),
