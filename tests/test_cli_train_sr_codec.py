@@ -105,6 +105,25 @@ def test_train_audio_codec_exports_a_codec(tmp_path):
     codes = codec.encode(wave)
     assert codes.shape == (1, 5, 2) and int(codes.max()) < 64
     assert codec.decode(codes).shape == (1, 1, 1600)
+    # --init fine-tunes from the export: one step at a negligible lr keeps its weights
+    tuned_out = tmp_path / "tuned"
+    invoke(
+        "train", "audio-codec", "--preset", "tiny", "--n", 8, "--frames", 5, "--steps", 1,
+        "--batch-size", 2, "--lr", 1e-12, "--warmup", 0, "--save-every", 0, "--threads", 1,
+        "--seed", 5, "--init", out / "model", "--out", tuned_out,
+    )  # fmt: skip
+    tuned = AudioCodec.from_pretrained(tuned_out / "model").state_dict()
+    fresh = AudioCodec(codec.config).state_dict()
+    for name, value in codec.state_dict().items():
+        if value.is_floating_point() and "ema" not in name and "codebook" not in name:
+            torch.testing.assert_close(tuned[name], value, rtol=0, atol=1e-6)
+    name = "encoder.net.0.weight"
+    assert (tuned[name] - fresh[name]).abs().max() > 1e-2
+    res = runner.invoke(app, [
+        "train", "audio-codec", "--preset", "cpu", "--steps", 1, "--init", str(out / "model"),
+        "--out", str(tmp_path / "bad"),
+    ])  # fmt: skip
+    assert res.exit_code != 0 and "same config needed" in str(res.exception or res.output)
 
 
 def test_train_commands_refuse_bad_options(pairs, tmp_path):

@@ -85,6 +85,9 @@ def train_lm_command(
     ema: float = typer.Option(0.0, help="EMA decay of the exported weights (0: none)."),
     save_every: int = typer.Option(250, help="Steps between checkpoints."),
     resume: bool = typer.Option(False, help="Continue from the latest checkpoint in --out."),
+    init: str | None = typer.Option(
+        None, help="Fine-tune: start from this model (folder or shipped name; same config)."
+    ),
     seed: int = typer.Option(0, help="Seed."),
     threads: int | None = typer.Option(None, help="CPU threads (torch.set_num_threads)."),
 ) -> None:
@@ -109,8 +112,9 @@ def train_lm_command(
         )
     shards, tok_source = _training_shards(data, out, tokenizer, n, resolution, frames, seed)
     train = _train_config(
-        out, steps, batch_size, lr, warmup, precision, ema, save_every, resume, seed
-    )
+        out, steps, batch_size, lr, warmup, precision, ema, save_every, resume, seed,
+        init_from=_init_folder(init),
+    )  # fmt: skip
     if weights is not None:
         config, dataset, sampler = _multitask_setup(
             shards, weights, curriculum, preset_name, block_shape, label_key, num_classes, sets,
@@ -142,6 +146,15 @@ def train_lm_command(
         **overrides,
     )
     _report_export("model", train_lm(config, dataset, train, tokenizer=tok_source), out)
+
+
+def _init_folder(spec: str | None) -> str | None:
+    """``--init``: a model folder or a shipped model's name -> its folder."""
+    if spec is None:
+        return None
+    from kinema.hub import resolve_model
+
+    return str(resolve_model(spec))
 
 
 def _caption_encoder(config):
@@ -268,6 +281,9 @@ def train_audio_codec_command(
     precision: str = typer.Option("fp32", help="fp32, bf16 or auto."),
     save_every: int = typer.Option(250, help="Steps between checkpoints."),
     resume: bool = typer.Option(False, help="Continue from the latest checkpoint in --out."),
+    init: str | None = typer.Option(
+        None, help="Fine-tune: start from this model (folder or shipped name; same config)."
+    ),
     seed: int = typer.Option(0, help="Seed."),
     threads: int | None = typer.Option(None, help="CPU threads (torch.set_num_threads)."),
 ) -> None:
@@ -295,8 +311,9 @@ def train_audio_codec_command(
             f"--set sample_rate={config.sample_rate}: the physics sound is {data.sample_rate} Hz"
         )
     train = _train_config(
-        out, steps, batch_size, lr, warmup, precision, 0.0, save_every, resume, seed
-    )
+        out, steps, batch_size, lr, warmup, precision, 0.0, save_every, resume, seed,
+        init_from=_init_folder(init),
+    )  # fmt: skip
     _report_export("model", train_and_export(AudioCodec(config), data, train), out)
 
 

@@ -198,13 +198,35 @@ def load_weights(model: torch.nn.Module, path: str | os.PathLike, ema: bool = Fa
     file = path / (EMA_NAME if ema else WEIGHTS_NAME)
     if not file.is_file():
         raise KinemaError(f"checkpoint '{path}' has no {file.name}")
-    missing, unexpected = model.load_state_dict(load_file(str(file)), strict=False)
+    _load_state(model, load_file(str(file)), file)
+
+
+def _load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
+    missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if k not in tied_parameter_names(model)]
     if missing or unexpected:
         raise KinemaError(
-            f"weights in '{file}' do not match {type(model).__name__}: "
+            f"weights in '{source}' do not match {type(model).__name__}: "
             f"missing {missing[:5]}, unexpected {unexpected[:5]}"
         )
+
+
+def load_init_weights(model: torch.nn.Module, folder: str | os.PathLike) -> None:
+    """Fine-tuning start: ``folder/model.safetensors`` (an exported model or a checkpoint)
+    into an unsharded ``model`` of the same architecture; a one-line error names the first
+    parameter whose shape differs."""
+    file = Path(folder) / WEIGHTS_NAME
+    if not file.is_file():
+        raise KinemaError(f"init_from '{folder}' has no {WEIGHTS_NAME}")
+    state = load_file(str(file))
+    own = model.state_dict()
+    for name, tensor in state.items():
+        if name in own and own[name].shape != tensor.shape:
+            raise KinemaError(
+                f"init_from '{folder}': {name} is {tuple(tensor.shape)} there and "
+                f"{tuple(own[name].shape)} in this {type(model).__name__} (same config needed)"
+            )
+    _load_state(model, state, file)
 
 
 def tied_parameter_names(model: torch.nn.Module) -> set[str]:

@@ -44,6 +44,9 @@ class TrainConfig:
     num_workers: int = 0
     device: str = "auto"  # 'auto' | 'cpu' | 'cuda'
     resume: bool | str = False  # False | True (latest in out_dir, if any) | checkpoint folder
+    # fine-tuning: weights to start from (a folder with model.safetensors: an exported model
+    # or a checkpoint), same architecture; a resumed checkpoint takes precedence
+    init_from: str | None = None
     shuffle: bool = True
     tensorboard: bool = True
     progress: bool = True  # rich progress bar (plain lines when not a terminal)

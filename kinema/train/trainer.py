@@ -113,6 +113,8 @@ class Trainer:
         self._tied_names = {n for group in self._tied_groups for n in group}
 
         seed_everything(config.seed + self.env.rank)
+        if config.init_from:
+            ckpt.load_init_weights(model, config.init_from)
         model.to(self.device)
         if self.env.is_distributed:
             shard_model(model, self.env, mp_policy)
