@@ -12,8 +12,10 @@ from kinema.audio import click_timing_error, detect_onsets, dominant_frequency
 from kinema.data import PhysicsDataset, collate
 from kinema.data.physics import GRAVITY, WORLD, Trajectory
 from kinema.data.physics_audio import (
+    ClickDataset,
     PhysicsAudioVisualDataset,
     SoundConfig,
+    click,
     impacts,
     num_samples,
     synthesize,
@@ -156,3 +158,26 @@ def test_bad_options_raise_one_line_errors():
         PhysicsAudioVisualDataset(PhysicsDataset(length=2), length=3)
     with pytest.raises(KinemaError, match="mono waveform"):
         detect_onsets(np.zeros((2, 100)), SR)
+
+
+def test_click_dataset_places_the_physics_click_at_seeded_onsets():
+    data = ClickDataset(4, 4000, clicks=2, seed=3)
+    burst = click(SoundConfig())
+    item = data[1]
+    wave, events = item["audio"][0].numpy(), item["events"].numpy()
+    assert item["audio"].shape == (1, 4000) and item["sample_rate"] == 16_000
+    assert events.shape == (2,) and np.all(np.diff(events) >= 0)
+    rebuilt = np.zeros(4000)
+    for t in events:
+        start = round(t * 16_000)
+        rebuilt[start : start + len(burst)] += burst
+    np.testing.assert_allclose(wave, np.clip(rebuilt, -1, 1), atol=1e-6)
+    assert torch.equal(ClickDataset(4, 4000, clicks=2, seed=3)[1]["audio"], item["audio"])
+    assert not torch.equal(data[0]["audio"], item["audio"])
+    found = detect_onsets(wave, 16_000)
+    separate = abs(events[1] - events[0]) > 0.05  # the detector's minimum gap
+    assert len(found) == (2 if separate else 1) and abs(found[0] - events[0]) < 0.002
+    with pytest.raises(IndexError):
+        data[4]
+    with pytest.raises(KinemaError, match="num_samples"):
+        ClickDataset(4, 10)

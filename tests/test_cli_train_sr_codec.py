@@ -97,9 +97,16 @@ def test_train_audio_codec_exports_a_codec(tmp_path):
     out = tmp_path / "codec"
     invoke(
         "train", "audio-codec", "--preset", "tiny", "--n", 8, "--frames", 5, "--steps", 30,
-        "--batch-size", 2, "--warmup", 2, "--save-every", 0, "--threads", 1, "--out", out,
+        "--click-steps", 4, "--batch-size", 2, "--warmup", 2, "--save-every", 0,
+        "--threads", 1, "--out", out,
     )  # fmt: skip
+    # stage 1 on isolated clicks, RVQ bypassed (its codebooks never initialised), then the
+    # sound from its weights
+    stage = AudioCodec.from_pretrained(out / "clicks" / "model")
+    assert not bool(stage.quantizer.layers[0].initialized)
+    assert len((out / "clicks" / "metrics.csv").read_text().splitlines()) >= 2
     codec = AudioCodec.from_pretrained(out / "model").eval()
+    assert bool(codec.quantizer.layers[0].initialized)
     assert (codec.config.levels, codec.config.codebook_size) == (2, 64)
     wave = torch.randn(1, 1, 1600) * 0.1
     codes = codec.encode(wave)
@@ -110,7 +117,7 @@ def test_train_audio_codec_exports_a_codec(tmp_path):
     invoke(
         "train", "audio-codec", "--preset", "tiny", "--n", 8, "--frames", 5, "--steps", 1,
         "--batch-size", 2, "--lr", 1e-12, "--warmup", 0, "--save-every", 0, "--threads", 1,
-        "--seed", 5, "--init", out / "model", "--out", tuned_out,
+        "--seed", 5, "--click-steps", 0, "--init", out / "model", "--out", tuned_out,
     )  # fmt: skip
     tuned = AudioCodec.from_pretrained(tuned_out / "model").state_dict()
     fresh = AudioCodec(codec.config).state_dict()
@@ -120,7 +127,8 @@ def test_train_audio_codec_exports_a_codec(tmp_path):
     name = "encoder.net.0.weight"
     assert (tuned[name] - fresh[name]).abs().max() > 1e-2
     res = runner.invoke(app, [
-        "train", "audio-codec", "--preset", "cpu", "--steps", 1, "--init", str(out / "model"),
+        "train", "audio-codec", "--preset", "cpu", "--steps", 1, "--click-steps", 0,
+        "--init", str(out / "model"),
         "--out", str(tmp_path / "bad"),
     ])  # fmt: skip
     assert res.exit_code != 0 and "same config needed" in str(res.exception or res.output)

@@ -10,9 +10,10 @@ block per stride ``s`` of residual units (dilated kernel-7 conv + kernel-1 conv,
 by a conv of kernel ``2s`` and stride ``s`` that doubles the width; a kernel-3 conv to the
 embedding ``dim``. The decoder mirrors it with transposed convs. Every conv is causal (padded
 on the left only; transposed convs drop their right overhang), so frame ``l`` of the codes
-depends on samples ``< (l + 1) * hop`` only and decoding can stream. Training loss: L1 on the
-waveform, multi-resolution STFT magnitude (linear and log), optionally the log energy
-envelope of the first difference (``envelope_weight``, for clicks) and RVQ commitment.
+depends on samples ``< (l + 1) * hop`` only and decoding can stream. Training loss: L1 and
+MSE on the waveform, multi-resolution STFT magnitude (linear and log), optionally the log
+energy envelope of the first difference (``envelope_weight``) and RVQ commitment, with the
+RVQ and STFT terms switched on at steps ``vq_start`` / ``stft_start`` (the waveform first).
 SoundStream's adversarial and feature-matching losses are not implemented.
 
 **Token order (for a language model): frame-major, level-minor, offset per level.**
@@ -141,15 +142,23 @@ PRESETS: dict[str, dict] = {
     ),
     # CPU: 50 Hz frames, 4 levels x 256 codes (1,024 LM tokens), 0.57M parameters.
     # vq_decay 0.9: with small CPU batches the codebooks must follow the encoder's fast early
-    # drift (measured, batch 8 x 0.5 s: mean perplexity 27 at step 400 vs 2 with 0.99)
+    # drift (measured, batch 8 x 0.5 s: mean perplexity 27 at step 400 vs 2 with 0.99).
+    # Input gain 10 and MSE, the RVQ from step 1,200 (of 2,000), no STFT term: the L1 + STFT
+    # codec with the RVQ from step 0 learned no waveform at all (-1.81 dB SNR); this one
+    # reaches 17 dB before the RVQ comes in (measured, BENCHMARKS.md "VideoPoet multitask")
     "cpu": dict(
         channels=8,
         dilations=(1, 3),
+        input_gain=10.0,
         dim=64,
         levels=4,
         codebook_size=256,
         vq_decay=0.9,
+        l1_weight=0.0,
+        l2_weight=100.0,
+        stft_weight=0.0,
         stft_sizes=(1024, 512, 256, 128, 64),
+        vq_start=1200,
     ),
     # SoundStream's widths (C = 32, strides 2-4-5-8, dilations 1-3-9) at 16 kHz with
     # VideoPoet's RVQ (4 x 1024 at 50 Hz); D = 256. 10.5M parameters; not trained here

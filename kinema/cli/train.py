@@ -273,6 +273,9 @@ def train_audio_codec_command(
     sets: list[str] = typer.Option([], "--set", help="Override a config field: KEY=VALUE."),
     n: int = typer.Option(10_000, "--n", min=1, help="Physics clips whose sound to train on."),
     frames: int = typer.Option(17, help="Video frames per clip (sound of frames * dt seconds)."),
+    click_steps: int = typer.Option(
+        400, min=0, help="First stage: steps on isolated clicks (no tone) before the sound."
+    ),
     out: Path = typer.Option(Path("runs/audio-codec"), "--out", help="Run folder."),
     steps: int = typer.Option(2000, help="Optimizer steps."),
     batch_size: int = typer.Option(8, help="Clips per optimizer step (global)."),
@@ -288,11 +291,12 @@ def train_audio_codec_command(
     threads: int | None = typer.Option(None, help="CPU threads (torch.set_num_threads)."),
 ) -> None:
     """Train the SoundStream-style audio codec on the physics clips' synthetic sound (clicks
-    at impacts, a tone following the speed); export to OUT/model. Give the result to
+    at impacts, a tone following the speed); export to OUT/model. First --click-steps on
+    isolated clicks (OUT/clicks), then --steps on the sound from there. Give the result to
     ``kinema tokenizer encode --audio-codec`` for video-to-audio / audio-to-video tasks."""
     from kinema.audio import AudioCodec
     from kinema.audio import preset as codec_preset
-    from kinema.data.physics_audio import PhysicsAudioVisualDataset
+    from kinema.data.physics_audio import ClickDataset, PhysicsAudioVisualDataset
     from kinema.train.export import train_and_export
 
     _threads(threads)
@@ -310,9 +314,26 @@ def train_audio_codec_command(
         raise KinemaError(
             f"--set sample_rate={config.sample_rate}: the physics sound is {data.sample_rate} Hz"
         )
+    init_from = _init_folder(init)
+    if click_steps:
+        # stage 1: isolated clicks of the clips' length, RVQ bypassed throughout; the sound
+        # stage starts from its weights (see ClickDataset for why)
+        stage = out / "clicks"
+        clicks = ClickDataset(n, data[0]["audio"].shape[-1], seed=seed)
+        first = _train_config(
+            stage, click_steps, batch_size, lr, warmup, precision, 0.0, save_every, resume,
+            seed, init_from=init_from,
+        )  # fmt: skip
+        if not (stage / "model" / "config.json").is_file():
+            codec = AudioCodec(config.replace(vq_start=click_steps))
+            folder = train_and_export(codec, clicks, first)
+            if folder is None:
+                _report_export("click stage", None, out)
+                return
+        init_from = str(stage / "model")
     train = _train_config(
         out, steps, batch_size, lr, warmup, precision, 0.0, save_every, resume, seed,
-        init_from=_init_folder(init),
+        init_from=init_from,
     )  # fmt: skip
     _report_export("model", train_and_export(AudioCodec(config), data, train), out)
 

@@ -487,7 +487,7 @@ class Trainer:
         start = (
             f"resumed from {self.resumed_from} at step {self.step}"
             if self.resumed_from
-            else ("from scratch")
+            else (f"from {cfg.init_from}" if cfg.init_from else "from scratch")
         )
         return (
             f"training {self.model_type} ({n_params / 1e6:.2f}M params) on {self.device}, "
