@@ -388,6 +388,28 @@ def test_loss_scores_masked_cells_only():
     assert abs(ref.item() - 2 * math.log(8)) < 0.2
 
 
+def test_unfactorized_model_is_one_plain_softmax():
+    model = build(factorize=False)
+    assert (model.head_lo.out_features, model.head_hi.out_features) == (64, 1)
+    assert factor_sizes(4375, factorize=False) == (4375, 1)
+    lr, hr = pair(model)
+    masked = model.random_mask(2, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        lo, hi = model(hr, masked, model.condition(lr))
+    # brute force: the 64-way cross-entropy of the full index over the masked cells
+    logits, target = lo.reshape(-1, 64), hr.reshape(-1)
+    ce = torch.nn.functional.cross_entropy(logits, target, reduction="none")
+    keep = masked.reshape(-1)
+    assert torch.allclose(factorized_loss(lo, hi, hr, masked)["loss"], ce[keep].mean())
+    # embeddings: one row per code (plus one constant hi row), not lo + hi halves
+    a, b = model.hr_embed(torch.tensor([3])), model.hr_embed(torch.tensor([3 + 8]))
+    assert torch.allclose(a - model.hr_embed.hi.weight[0], model.hr_embed.lo.weight[3])
+    assert not torch.equal(a, b)
+    # greedy decoding draws the argmax of the one softmax
+    drawn = sample_factorized(lo, hi, 64, temperature=0.0)
+    assert torch.equal(drawn, lo.argmax(-1))
+
+
 def test_masking_ratio_follows_the_cosine_schedule():
     model = build()
     masked = model.random_mask(4000, generator=torch.Generator().manual_seed(0))

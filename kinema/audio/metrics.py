@@ -116,6 +116,28 @@ def click_timing_error(
     )
 
 
+@dataclass
+class ClickTally:
+    """Running totals of :func:`click_timing_error` over many clips."""
+
+    error_s: float = 0.0  # summed over matched pairs
+    matched: int = 0
+    missed: int = 0
+    extra: int = 0
+
+    def add(self, timing: ClickTiming) -> None:
+        if timing.matched:
+            self.error_s += timing.error_s * timing.matched
+        self.matched += timing.matched
+        self.missed += timing.missed
+        self.extra += timing.extra
+
+    @property
+    def mean_ms(self) -> float:
+        """Mean click-timing error of the matched pairs in ms (NaN when none matched)."""
+        return 1000 * self.error_s / self.matched if self.matched else float("nan")
+
+
 def dominant_frequency(
     wave: np.ndarray | torch.Tensor,
     sample_rate: int,

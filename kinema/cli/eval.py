@@ -226,6 +226,27 @@ def eval_multitask(
     _report_results(results, json_out)
 
 
+@eval_app.command("audio-codec")
+def eval_audio_codec(
+    model: str = typer.Option(
+        ..., "--model", help="Audio codec folder, or a multitask model folder holding one."
+    ),
+    n: int = typer.Option(64, "--n", min=1, max=10_000, help="Held-out clips."),
+    scenario: str = typer.Option("collision", help="Physics scenario (collision: one click)."),
+    frames: int = typer.Option(17, min=2, help="Video frames per clip (sound of frames * dt)."),
+    seed: int = typer.Option(1000, help="Dataset seed of the held-out clips (training: 0)."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the results here."),
+    threads: int | None = typer.Option(None, help="CPU threads (torch.set_num_threads)."),
+) -> None:
+    """How well an audio codec carries the physics sound: reconstruction SNR and the clicks
+    it keeps (matched / missed / extra, timing error) next to the true sound's."""
+    from kinema.eval.audio_codec import evaluate_audio_codec
+
+    _threads(threads)
+    results = evaluate_audio_codec(model, n=n, scenario=scenario, frames=frames, seed=seed)
+    _report_results(results, json_out)
+
+
 @eval_app.command("report")
 def eval_report(
     results: list[Path] = typer.Argument(..., help="Results JSON files (eval ... --json)."),

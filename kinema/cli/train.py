@@ -273,6 +273,9 @@ def train_audio_codec_command(
     sets: list[str] = typer.Option([], "--set", help="Override a config field: KEY=VALUE."),
     n: int = typer.Option(10_000, "--n", min=1, help="Physics clips whose sound to train on."),
     frames: int = typer.Option(17, help="Video frames per clip (sound of frames * dt seconds)."),
+    scenario: str = typer.Option(
+        "all", help="Physics scenario(s) whose sound to train on (collision: a click in each)."
+    ),
     click_steps: int = typer.Option(
         400, min=0, help="First stage: steps on isolated clicks (no tone) before the sound."
     ),
@@ -302,7 +305,7 @@ def train_audio_codec_command(
     _threads(threads)
     config = codec_preset(preset_name, **_parse_sets(sets))
     data = PhysicsAudioVisualDataset(
-        scenario="all",
+        scenario=scenario,
         split="id",
         length=n,
         num_frames=frames,

@@ -413,12 +413,12 @@ class _Run:
         ]
 
     def _v2a(self, batches: list[_Clips], n: int) -> list[TaskScore]:
-        from kinema.audio.metrics import click_timing_error
+        from kinema.audio.metrics import ClickTally, click_timing_error
 
         codec = self.codec
         sr = codec.config.sample_rate
         span = self.c.audio_frames * codec.hop_length / sr  # seconds of audio generated
-        tally = {k: [0.0, 0, 0, 0] for k in ("model", "rec", "chance")}  # sum err, m, miss, x
+        tally = {k: ClickTally() for k in ("model", "rec", "chance")}
         for clips in batches:
             state = self._chain(["v2a"], clips, text=False)
             param = next(codec.parameters())
@@ -439,35 +439,25 @@ class _Run:
                     ("rec", rec[b, 0]),
                     ("chance", other[b, 0]),
                 ):
-                    t = click_timing_error(wave[: round(span * sr)], true, sr)
-                    acc = tally[key]
-                    if t.matched:
-                        acc[0] += t.error_s * t.matched
-                    acc[1] += t.matched
-                    acc[2] += t.missed
-                    acc[3] += t.extra
-
-        def mean_ms(acc: list) -> float:
-            return 1000 * acc[0] / acc[1] if acc[1] else math.nan
-
+                    tally[key].add(click_timing_error(wave[: round(span * sr)], true, sr))
         out = [
             TaskScore(
                 "v2a",
                 "click-timing error of matched clicks (ms)",
-                mean_ms(tally["model"]),
-                ceiling=mean_ms(tally["rec"]),
-                chance=mean_ms(tally["chance"]),
+                tally["model"].mean_ms,
+                ceiling=tally["rec"].mean_ms,
+                chance=tally["chance"].mean_ms,
                 n=n,
             )
         ]
-        for i, what in ((1, "matched"), (2, "missed"), (3, "extra")):
+        for what in ("matched", "missed", "extra"):
             out.append(
                 TaskScore(
                     "v2a",
                     f"clicks {what} (count)",
-                    float(tally["model"][i]),
-                    ceiling=float(tally["rec"][i]),
-                    chance=float(tally["chance"][i]),
+                    float(getattr(tally["model"], what)),
+                    ceiling=float(getattr(tally["rec"], what)),
+                    chance=float(getattr(tally["chance"], what)),
                     n=n,
                 )
             )

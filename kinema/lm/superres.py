@@ -45,12 +45,17 @@ Two implementations of the same function (``SuperResConfig.attention``):
   one ``(S+N, S+N)`` mask per layer (:meth:`SuperResTransformer.layer_masks`); the
   reference the line path is tested against.
 
-Token factorization (VideoPoet: 2 x 512-way instead of 262,144-way): an index of a
-vocabulary of ``V`` codes is ``lo + hi * base`` with ``base = ceil(sqrt(V))``,
+Token factorization (VideoPoet: 2 x 512-way instead of 262,144-way; ``factorize``): an index
+of a vocabulary of ``V`` codes is ``lo + hi * base`` with ``base = ceil(sqrt(V))``,
 ``lo in [0, base)``, ``hi in [0, ceil(V / base))``. For LFQ with ``d`` (even) bits
 ``base = 2**(d/2)``, so ``lo`` / ``hi`` are exactly the low / high bit halves of
 :meth:`kinema.tokenizer.Tokenizer.split_tokens`. Both tokenizers' tokens are embedded as
 ``embed_lo[lo] + embed_hi[hi]``; the output has one head per half.
+The halves are sampled independently, which is only faithful when the code's halves are
+close to independent given the context (LFQ's bits). An FSQ index is a mixed-radix number
+whose ``sqrt(V)`` split cuts across its levels, so two confident-looking halves can make an
+unrelated code: with ``factorize=False`` (small vocabularies, the ``small`` preset) ``base =
+V`` and ``hi`` is always 0, i.e. one plain ``V``-way softmax through the same code.
 
 Training: per sample a masking ratio ``cos(pi/2 * u)``, ``u ~ U[0, 1]``, of the high-res
 tokens is replaced by [MASK]; cross-entropy of both halves on the masked cells only. Text is
@@ -94,11 +99,13 @@ TEXT_AMORTIZE = 4
 # ---------------------------------------------------------------------- token factorization
 
 
-def factor_sizes(vocab_size: int) -> tuple[int, int]:
+def factor_sizes(vocab_size: int, factorize: bool = True) -> tuple[int, int]:
     """``(base, n_hi)``: classes of the ``lo`` and ``hi`` halves of a ``vocab_size`` index
-    (``base = ceil(sqrt(V))``, ``n_hi = ceil(V / base)``)."""
+    (``base = ceil(sqrt(V))``, ``n_hi = ceil(V / base)``; ``(V, 1)`` without factorization)."""
     if vocab_size < 2:
         raise KinemaError(f"vocab_size must be >= 2, got {vocab_size}")
+    if not factorize:
+        return vocab_size, 1
     base = math.isqrt(vocab_size - 1) + 1
     return base, -(-vocab_size // base)
 
@@ -115,12 +122,12 @@ def merge_index(halves: torch.Tensor, base: int) -> torch.Tensor:
 
 class FactorizedEmbedding(nn.Module):
     """``(...)`` indices of ``vocab_size`` codes -> ``(..., dim)`` as ``lo[i % base] +
-    hi[i // base]``: ``2 * sqrt(V)`` rows instead of ``V``."""
+    hi[i // base]``: ``2 * sqrt(V)`` rows instead of ``V`` (``V + 1`` unfactorized)."""
 
-    def __init__(self, vocab_size: int, dim: int) -> None:
+    def __init__(self, vocab_size: int, dim: int, factorize: bool = True) -> None:
         super().__init__()
         self.vocab_size = vocab_size
-        self.base, n_hi = factor_sizes(vocab_size)
+        self.base, n_hi = factor_sizes(vocab_size, factorize)
         self.lo = nn.Embedding(self.base, dim)
         self.hi = nn.Embedding(n_hi, dim)
 
@@ -192,11 +199,11 @@ class SuperResTransformer(ModelMixin):
         self.config = c = config
         s = c.scale
         self.transformer = Transformer(c.transformer_config())
-        self.lr_embed = FactorizedEmbedding(c.lr_vocab_size, c.dim)
-        self.hr_embed = FactorizedEmbedding(c.hr_vocab_size, c.dim)
+        self.lr_embed = FactorizedEmbedding(c.lr_vocab_size, c.dim, c.factorize)
+        self.hr_embed = FactorizedEmbedding(c.hr_vocab_size, c.dim, c.factorize)
         self.mask_embed = nn.Parameter(torch.empty(c.dim))  # [MASK]
         self.phase = nn.Parameter(torch.empty(s, s, c.dim))  # child (y % s, x % s) of a parent
-        base, n_hi = factor_sizes(c.hr_vocab_size)
+        base, n_hi = factor_sizes(c.hr_vocab_size, c.factorize)
         self.head_lo = nn.Linear(c.dim, base, bias=False)
         self.head_hi = nn.Linear(c.dim, n_hi, bias=False)
         self.text = TextSlots(c.text_dim, c.dim, c.max_text_len, c.init_std) if c.text_dim else None
