@@ -226,6 +226,32 @@ def eval_multitask(
     _report_results(results, json_out)
 
 
+@eval_app.command("long-video")
+def eval_long_video(
+    model: str = typer.Option(..., "--model", help="Token LM folder or shipped name."),
+    times: int = typer.Option(13, "--times", min=1, max=1000, help="Extension rounds."),
+    n: int = typer.Option(8, "--n", min=1, max=10_000, help="Held-out clips to extend."),
+    batch: int = typer.Option(8, min=1, max=1024, help="Clips per generate call."),
+    seed: int = typer.Option(1000, help="Dataset seed of the held-out clips (training: 0)."),
+    temperature: float | None = typer.Option(None, min=0.0, help="Sampling temperature."),
+    top_k: int | None = typer.Option(None, min=1, help="Keep the k likeliest tokens."),
+    top_p: float | None = typer.Option(None, min=0.0, max=1.0, help="Nucleus sampling mass."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the results here."),
+    threads: int | None = typer.Option(None, help="CPU threads (torch.set_num_threads)."),
+) -> None:
+    """Long-video drift: extend held-out physics clips TIMES rounds with a token LM and compare
+    the ball's radius and colour in the last clip-length of frames with the given clip's."""
+    from kinema.eval.long_video import evaluate_long_video
+
+    _threads(threads)
+    sampling = {"temperature": temperature, "top_k": top_k, "top_p": top_p}
+    results = evaluate_long_video(
+        model, times=times, n=n, batch=batch, seed=seed,
+        **{k: v for k, v in sampling.items() if v is not None},
+    )  # fmt: skip
+    _report_results(results, json_out)
+
+
 @eval_app.command("audio-codec")
 def eval_audio_codec(
     model: str = typer.Option(

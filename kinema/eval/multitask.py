@@ -160,14 +160,23 @@ def f1_of(counts: Sequence[int]) -> float:
     return 0.0 if p + r == 0 else 2 * p * r / (p + r)
 
 
-def ball_stats(frames: np.ndarray, color: str = "red") -> tuple[np.ndarray, np.ndarray]:
+def ball_stats(
+    frames: np.ndarray, color: str = "red", whole: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """Per frame of uint8 ``(T, H, W, 3)``: the ball's radius in pixels from its detected
     area (sum of alpha weights, ``sqrt(area / pi)``; NaN where not seen) ``(T,)`` and the
-    mean RGB of its confident pixels (weight >= 0.5) ``(T, 3)`` (NaN where none)."""
+    mean RGB of its confident pixels (weight >= 0.5) ``(T, 3)`` (NaN where none). With
+    ``whole`` also NaN where the ball touches the frame's border (partly outside the view, so
+    its visible area says nothing about its size)."""
     w = ball_weights(frames, color, "alpha")  # (T, H, W)
     area = w.sum((1, 2))
-    radius = np.where(area > 0, np.sqrt(area / np.pi), np.nan)
-    core = w >= LONG_BALL_WEIGHT
+    seen = area > 0
+    if whole:
+        edge = np.ones(w.shape[1:], dtype=bool)
+        edge[1:-1, 1:-1] = False
+        seen &= ~(w[:, edge] > 0).any(-1)
+    radius = np.where(seen, np.sqrt(area / np.pi), np.nan)
+    core = (w >= LONG_BALL_WEIGHT) & seen[:, None, None]
     counts = core.sum((1, 2))
     rgb = np.full((len(frames), 3), np.nan)
     for i in np.flatnonzero(counts):
@@ -512,38 +521,14 @@ class _Run:
         ]
 
     def long_video(self, data: PhysicsAudioVisualDataset, n: int, times: int) -> list[TaskScore]:
-        from kinema.io import to_uint8
+        from kinema.eval.long_video import drift_scores, extend_clips
 
-        clip = self.frames
-        rows: dict[str, list] = {k: [] for k in ("r0", "r1", "c0", "c1", "seen")}
-        total = clip
+        videos: list[np.ndarray] = []
         for clips in _batches(data, n, n):
-            state = self._chain([("extend", {"times": times})], clips, text=False)
-            total = state.video.shape[2]
-            for video in state.video:
-                radius, rgb = ball_stats(to_uint8(video))
-                rows["r0"].append(_nanmean(radius[:clip]))
-                rows["r1"].append(_nanmean(radius[-clip:]))
-                rows["c0"].append(_nanmean(rgb[:clip], 0))
-                rows["c1"].append(_nanmean(rgb[-clip:], 0))
-                rows["seen"].append(float(np.isfinite(radius[-clip:]).mean()))
-        r0, r1 = np.array(rows["r0"]), np.array(rows["r1"])
-        c0, c1 = np.array(rows["c0"]), np.array(rows["c1"])
-        name = f"long video ({total} frames = {total / clip:.1f}x the clip)"
-
-        def score(metric: str, value, ceiling=None) -> TaskScore:
-            return TaskScore(name, metric, _nanmean(value), ceiling, n=n)
-
-        # the first clip is the given one (the truth); the last is all generated. There is no
-        # truth of the whole length: a simulated ball leaves the 10x10 view within a few clips
-        return [
-            score("ball radius, last clip (px; ceiling: the given clip's)", r1, _nanmean(r0)),
-            score("ball radius, last / first clip (ratio)", r1 / r0),
-            score(
-                "ball colour, last vs first clip (RGB distance)", np.linalg.norm(c1 - c0, axis=-1)
-            ),
-            score("frames of the last clip with the ball seen (fraction)", rows["seen"]),
-        ]
+            videos += extend_clips(
+                self.net, self.tok, clips.video, times, self.seed + clips.start, **self.options
+            )
+        return drift_scores(videos, self.frames, n)
 
 
 def _nanmean(x, axis: int | None = None):
