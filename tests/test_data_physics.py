@@ -41,7 +41,7 @@ def test_item_layout():
 
 
 @pytest.mark.parametrize("split", ["id", "ood"])
-@pytest.mark.parametrize("scenario", ["uniform", "collision", "parabola"])
+@pytest.mark.parametrize("scenario", ["uniform", "collision", "parabola", "bounce"])
 def test_parameters_stay_in_split_ranges(scenario, split):
     ds = PhysicsDataset(scenario, split, length=100)
     for i in range(100):
@@ -76,6 +76,47 @@ def test_parabola_matches_closed_form():
         # Velocities are the derivative of the positions: central differences agree.
         mid = (tr.positions[2:, 0] - tr.positions[:-2, 0]) / 0.2
         np.testing.assert_allclose(mid, tr.velocities[1:-1, 0], atol=1e-9)
+
+
+@pytest.mark.parametrize("split", ["id", "ood"])
+def test_bounce_stays_in_the_box_and_reflects_off_the_walls(split):
+    from kinema.data.physics import WORLD
+    from kinema.data.physics_audio import impacts
+
+    frames, dt = 120, 0.1
+    long = PhysicsDataset("bounce", split, length=20, num_frames=frames, dt=dt)
+    short = PhysicsDataset("bounce", split, length=20, num_frames=17, dt=dt)
+    for i in range(20):
+        tr = long.trajectory(i)
+        p, r = tr.params, tr.radii[0]
+        pos, vel = tr.positions[:, 0], tr.velocities[:, 0]
+        # never leaves the view: the whole ball inside the 10 x 10 box in every frame
+        assert (pos >= r - 1e-9).all() and (pos <= WORLD - r + 1e-9).all()
+        # speed is conserved; each velocity component only ever flips sign
+        np.testing.assert_allclose(np.linalg.norm(vel, axis=1), p["speed"], rtol=1e-9)
+        np.testing.assert_allclose(np.abs(vel), np.abs([[p["vx"], p["vy"]]] * frames))
+        # between bounces the position advances by velocity * dt
+        step = np.diff(pos, axis=0)
+        same = (vel[1:] == vel[:-1]).all(1)
+        np.testing.assert_allclose(step[same], vel[:-1][same] * dt, atol=1e-9)
+        # a bounce happens at a wall: the path from frame k meets it at the impact time
+        for e in impacts(tr, dt):
+            k, s = e.frame, e.time - e.frame * dt
+            at = pos[k] + vel[k] * s
+            assert np.isclose(at, r, atol=1e-6).any() or np.isclose(at, WORLD - r, atol=1e-6).any()
+        # a longer clip of the same item continues the shorter one
+        np.testing.assert_allclose(short.trajectory(i).positions, tr.positions[:17])
+    # over 12 s every in-distribution ball (speed >= 1) bounces; the caption names its
+    # heading and speed
+    if split == "id":
+        assert all(impacts(long.trajectory(i), dt) for i in range(20))
+    cap = long[0]["caption"]
+    assert cap.startswith("a ") and "red ball bounces" in cap
+    tr = long.trajectory(0)
+    heading = cap.split("bounces ")[1].split()[0]
+    vx, vy = tr.params["vx"], tr.params["vy"]
+    assert ("right" in heading) == (vx > 1e-9) and ("up" in heading) == (vy > 1e-9)
+    assert "bounce" not in {PhysicsDataset()[i]["scenario"] for i in range(6)}  # not in "all"
 
 
 @pytest.mark.parametrize("split", ["id", "ood"])
@@ -147,7 +188,7 @@ def test_fast_objects_leave_the_view_and_are_dropped():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"scenario": "orbit"}, "allowed: all, uniform, collision, parabola"),
+        ({"scenario": "orbit"}, "allowed: all, uniform, collision, parabola, bounce"),
         ({"split": "test"}, "allowed: id, ood"),
         ({"num_frames": 0}, "num_frames must be an integer >= 2"),
         ({"resolution": -64}, "resolution must be between 8 and 4096"),

@@ -72,6 +72,16 @@ def test_drift_scores_against_known_videos():
     assert rows["frames of the last clip with the whole ball seen (fraction)"] == 0.5
     # the title states the length
     assert drift_scores([steady], clip)[0].task == "long video (12 frames = 3.0x the clip)"
+    # against a truth: the distance between the ball centres in the last clip
+    moved = disc_video([(16, 16)] * clip * rounds, [6] * clip * rounds)
+    truth = disc_video([(16, 16)] * clip * (rounds - 1) + [(19, 12)] * clip, [6] * clip * rounds)
+    rows = by_metric(drift_scores([moved], clip, truths=[truth]))
+    assert rows["ball centre vs the simulated truth, last clip (px)"] == pytest.approx(5.0)
+    rows = by_metric(drift_scores([truth], clip, truths=[truth]))
+    assert rows["ball centre vs the simulated truth, last clip (px)"] == 0.0
+    assert "ball centre vs the simulated truth, last clip (px)" not in by_metric(
+        drift_scores([truth], clip)
+    )
 
 
 def test_cli_extends_a_tiny_model(tiny_lm_folder, tmp_path):
@@ -84,6 +94,13 @@ def test_cli_extends_a_tiny_model(tiny_lm_folder, tmp_path):
     assert res.exit_code == 0, res.output
     saved = json.loads(out.read_text())
     assert saved["metric"] == "long-video" and saved["source"]["sampling"] == {"top_k": 4}
-    assert len(saved["scores"]) == 5 and "x the clip" in saved["scores"][0]["task"]
+    assert saved["source"]["scenario"] == "bounce"  # a truth of the whole length: 6 rows
+    assert len(saved["scores"]) == 6 and "x the clip" in saved["scores"][0]["task"]
+    truth = saved["scores"][-1]
+    assert truth["metric"].startswith("ball centre vs the simulated truth")
     res = runner.invoke(app, ["eval", "long-video", "--model", str(tiny_lm_folder), "--n", "0"])
     assert res.exit_code != 0
+    res = runner.invoke(
+        app, ["eval", "long-video", "--model", str(tiny_lm_folder), "--scenario", "orbit"]
+    )
+    assert res.exit_code != 0 and "unknown physics scenario 'orbit'" in str(res.exception)

@@ -198,6 +198,9 @@ def eval_multitask(
         0, "--long", min=0, max=1000, help="Long video: extension rounds (0: skip)."
     ),
     long_n: int = typer.Option(8, "--long-n", min=1, max=1024, help="Clips of the long check."),
+    long_scenario: str = typer.Option(
+        "bounce", "--long-scenario", help="Physics scenario of the long check's clips."
+    ),
     temperature: float | None = typer.Option(None, min=0.0, help="Sampling temperature."),
     top_k: int | None = typer.Option(None, min=1, help="Keep the k likeliest tokens."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the results here."),
@@ -220,6 +223,7 @@ def eval_multitask(
         sr_model=sr_model,
         long_times=long_times,
         long_n=long_n,
+        long_scenario=long_scenario,
         on_step=lambda task: console.print(f"scoring {task}", highlight=False),
         **{k: v for k, v in sampling.items() if v is not None},
     )
@@ -232,10 +236,16 @@ def eval_long_video(
     times: int = typer.Option(13, "--times", min=1, max=1000, help="Extension rounds."),
     n: int = typer.Option(8, "--n", min=1, max=10_000, help="Held-out clips to extend."),
     batch: int = typer.Option(8, min=1, max=1024, help="Clips per generate call."),
+    scenario: str = typer.Option(
+        "bounce", help="Physics scenario of the clips (bounce: stays in view, has a truth)."
+    ),
     seed: int = typer.Option(1000, help="Dataset seed of the held-out clips (training: 0)."),
     temperature: float | None = typer.Option(None, min=0.0, help="Sampling temperature."),
     top_k: int | None = typer.Option(None, min=1, help="Keep the k likeliest tokens."),
     top_p: float | None = typer.Option(None, min=0.0, max=1.0, help="Nucleus sampling mass."),
+    cfg: float | None = typer.Option(
+        None, "--cfg", min=0.0, max=20.0, help="Guidance scale (against the null condition)."
+    ),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the results here."),
     threads: int | None = typer.Option(None, help="CPU threads (torch.set_num_threads)."),
 ) -> None:
@@ -244,9 +254,9 @@ def eval_long_video(
     from kinema.eval.long_video import evaluate_long_video
 
     _threads(threads)
-    sampling = {"temperature": temperature, "top_k": top_k, "top_p": top_p}
+    sampling = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "cfg_scale": cfg}
     results = evaluate_long_video(
-        model, times=times, n=n, batch=batch, seed=seed,
+        model, times=times, n=n, batch=batch, scenario=scenario, seed=seed,
         **{k: v for k, v in sampling.items() if v is not None},
     )  # fmt: skip
     _report_results(results, json_out)

@@ -87,7 +87,7 @@ def tokenizer_encode(
         "tokenizer-cpu-fsq", "--tokenizer", help="Tokenizer folder or shipped name."
     ),
     n: int | None = typer.Option(None, "--n", min=1, help="Items (default: all of a folder)."),
-    scenario: str = typer.Option("all", help="physics: all, uniform, collision, parabola."),
+    scenario: str = typer.Option("all", help="physics: all, uniform, collision, parabola; bounce."),
     split: str = typer.Option("id", help="physics: id or ood."),
     resolution: int = typer.Option(64, help="Frame size in pixels."),
     frames: int = typer.Option(17, help="Frames per clip (1 + 4k)."),

@@ -6,6 +6,11 @@ Closed-form 2D kinematics in a 10 x 10 world (y up), rendered with numpy:
   (mass proportional to r^2) that happens after the conditioning frames;
 - ``parabola``: one red ball thrown horizontally, falling under gravity 9.8 units/s^2.
 
+Beyond the paper's three (which ``"all"`` cycles): ``bounce``, one red ball moving in one of
+eight directions and bouncing elastically off the four walls. It never leaves the view, so
+it is the scenario for long videos (a 10x extension has a truth to compare with) and gives
+the synthetic sound a click at every wall.
+
 Item ``i`` is a pure function of ``(seed, split, scenario, i)``: datasets are reproducible and
 effectively infinite. Use different seeds for training and evaluation.
 """
@@ -19,13 +24,15 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from kinema.data.render import composite, pixel_grid, sdf_alpha
+from kinema.data.render import DIRECTIONS, composite, pixel_grid, reflect, sdf_alpha
 from kinema.io import to_tensor
 
 WORLD = 10.0
 GRAVITY = 9.8
 EDGE = 0.03  # world units: width of the anti-aliased rim (at least one pixel is used)
-SCENARIOS = ("uniform", "collision", "parabola")
+SCENARIOS = ("uniform", "collision", "parabola")  # the paper's, cycled by "all"
+EXTRA_SCENARIOS = ("bounce",)
+ALL_SCENARIOS = SCENARIOS + EXTRA_SCENARIOS
 SPLITS = ("id", "ood")
 RED, BLUE = (255, 0, 0), (0, 0, 255)
 MAX_BALLS = 2
@@ -102,7 +109,27 @@ def simulate(
         return Trajectory(scenario, pos, vel, np.array([r]), params)
     if scenario == "collision":
         return _collision(split, rng, t, dt, cond_frames)
-    raise ValueError(f"unknown physics scenario '{scenario}'; allowed: {', '.join(SCENARIOS)}")
+    if scenario == "bounce":
+        return _bounce(split, rng, t)
+    raise ValueError(f"unknown physics scenario '{scenario}'; allowed: {', '.join(ALL_SCENARIOS)}")
+
+
+def _bounce(split: str, rng: np.random.Generator, t: np.ndarray) -> Trajectory:
+    """One ball in a box: straight lines folded at the walls (``reflect``). Nothing drawn
+    depends on the clip length, so a longer clip of the same item extends a shorter one."""
+    r, speed = _uniform_in(rng, RADIUS_RANGES[split]), _uniform_in(rng, SPEED_RANGES[split])
+    direction = list(DIRECTIONS)[rng.integers(len(DIRECTIONS))]
+    unit = np.array(DIRECTIONS[direction], np.float64)
+    v = speed * unit / np.linalg.norm(unit)  # (2,) world units/s, y up
+    start = rng.uniform(r, WORLD - r, 2)
+    free = start + v * t[:, None]  # (T, 2) the path without walls
+    lo, hi = r, WORLD - r
+    pos = reflect(free, lo, hi)
+    # moving along the fold's rising half keeps the sign of v, the falling half flips it
+    rising = np.mod(free - lo, 2 * (hi - lo)) < (hi - lo)
+    vel = np.where(rising, v, -v)
+    params = {"speed": speed, "radius": r, "x0": start[0], "y0": start[1], "vx": v[0], "vy": v[1]}
+    return Trajectory("bounce", pos[:, None], vel[:, None], np.array([r]), params)
 
 
 def _collision(
@@ -199,6 +226,12 @@ def caption(traj: Trajectory) -> str:
         return f"a {size} red ball moves {_direction(p['vx'])} {_speed_word(abs(p['vx']))}"
     if traj.scenario == "parabola":
         return f"a {size} red ball is thrown to the {_direction(p['vx'])} and falls"
+    if traj.scenario == "bounce":
+        unit = np.array([p["vx"], p["vy"]]) / max(p["speed"], 1e-9)
+        names = list(DIRECTIONS)
+        dirs = np.array([DIRECTIONS[k] for k in names], np.float64)
+        heading = names[int((dirs / np.linalg.norm(dirs, axis=1, keepdims=True) @ unit).argmax())]
+        return f"a {size} red ball bounces {heading} {_speed_word(p['speed'])}"
     blue = f"a {_size_word(traj.radii[1])} blue ball"
     if abs(p["v_blue"]) < 0.05:
         blue += " at rest"
@@ -227,7 +260,8 @@ class PhysicsDataset(Dataset):
         radii: ``(2,)`` (NaN when absent); num_balls: int; collision_time: float (NaN if none);
         caption, scenario, split: str; params: dict of floats; index: int.
 
-    ``scenario='all'`` cycles uniform, collision, parabola over consecutive indices.
+    ``scenario='all'`` cycles uniform, collision, parabola over consecutive indices;
+    ``'bounce'`` (not in ``'all'``) is the ball in a box.
     """
 
     def __init__(
@@ -241,9 +275,9 @@ class PhysicsDataset(Dataset):
         cond_frames: int = 5,
         seed: int = 0,
     ) -> None:
-        if scenario != "all" and scenario not in SCENARIOS:
+        if scenario != "all" and scenario not in ALL_SCENARIOS:
             raise ValueError(
-                f"unknown physics scenario '{scenario}'; allowed: all, {', '.join(SCENARIOS)}"
+                f"unknown physics scenario '{scenario}'; allowed: all, {', '.join(ALL_SCENARIOS)}"
             )
         if split not in SPLITS:
             raise ValueError(f"unknown split '{split}'; allowed: {', '.join(SPLITS)}")
@@ -267,7 +301,7 @@ class PhysicsDataset(Dataset):
         if not 0 <= index < self.length:
             raise IndexError(f"index {index} out of range for {self.length} clips")
         scenario = self.scenarios[index % len(self.scenarios)]
-        key = [self.seed, SPLITS.index(self.split), SCENARIOS.index(scenario), index]
+        key = [self.seed, SPLITS.index(self.split), ALL_SCENARIOS.index(scenario), index]
         rng = np.random.default_rng(key)
         return simulate(scenario, self.split, rng, self.num_frames, self.dt, self.cond_frames)
 

@@ -9,6 +9,18 @@ from __future__ import annotations
 
 import numpy as np
 
+# Screen directions (dx, dy), dy > 0 meaning up (not unit length: normalise before use)
+DIRECTIONS = {
+    "right": (1, 0),
+    "up-right": (1, 1),
+    "up": (0, 1),
+    "up-left": (-1, 1),
+    "left": (-1, 0),
+    "down-left": (-1, -1),
+    "down": (0, -1),
+    "down-right": (1, -1),
+}
+
 
 def pixel_grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     """Pixel-centre coordinates ``(ys, xs)`` of shape ``(H, 1)`` and ``(1, W)``, in pixels."""

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from kinema.data.physics import check_clip_args
-from kinema.data.render import composite, reflect, sdf_alpha, shape_sdf
+from kinema.data.render import DIRECTIONS, composite, reflect, sdf_alpha, shape_sdf
 from kinema.io import to_tensor
 
 COLORS = {
@@ -27,17 +27,6 @@ COLORS = {
     "magenta": (255, 0, 255),
 }
 SHAPES = ("circle", "square", "triangle")
-# Screen directions (dx, dy) with dy > 0 meaning up; normalised below.
-DIRECTIONS = {
-    "right": (1, 0),
-    "up-right": (1, 1),
-    "up": (0, 1),
-    "up-left": (-1, 1),
-    "left": (-1, 0),
-    "down-left": (-1, -1),
-    "down": (0, -1),
-    "down-right": (1, -1),
-}
 
 
 class MovingObjectDataset(Dataset):

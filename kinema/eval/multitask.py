@@ -219,6 +219,7 @@ def evaluate_multitask(
     sr_model: str | os.PathLike | None = None,
     long_times: int = 0,
     long_n: int = 8,
+    long_scenario: str = "bounce",
     on_step: Callable[[str], None] | None = None,
     **sampling,
 ) -> MultitaskResults:
@@ -228,7 +229,8 @@ def evaluate_multitask(
     sr_model: a super-resolution folder (:func:`kinema.api.load_superres`); its input is
         each clip rendered at the LM's frame size divided by the SR factor, its output is
         compared with the clip at the LM's size.
-    long_times: extension rounds of the long-video check (0: skip), on ``long_n`` clips.
+    long_times: extension rounds of the long-video check (0: skip), on ``long_n`` clips of
+        ``long_scenario`` (:mod:`kinema.eval.long_video`).
     sampling: ``temperature`` / ``top_k`` / ``top_p`` / ``cfg_scale`` for every task.
     on_step: called with a task name before it runs (progress).
     """
@@ -252,7 +254,7 @@ def evaluate_multitask(
         raise KinemaError(f"tasks {bad} cannot be scored here; this model's: {', '.join(scored)}")
     frames = 1 + tok.config.temporal_compression * (c.latent_shape[0] - 1)
     size = tok.config.spatial_compression * c.latent_shape[1]
-    physics = PhysicsDataset("all", "id", max(n, long_n), size, frames, DT, 1, seed)
+    physics = PhysicsDataset("all", "id", n, size, frames, DT, 1, seed)
     data = PhysicsAudioVisualDataset(physics)
     run = _Run(net, tok, c, frames, {"dtype": model_dtype(net), **sampling}, seed)
     if "v2a" in chosen:
@@ -273,7 +275,7 @@ def evaluate_multitask(
     if long_times:
         if on_step is not None:
             on_step("long video")
-        scores += run.long_video(data, long_n, long_times)
+        scores += run.long_video(long_n, long_times, long_scenario)
     source = {
         "model": str(model),
         "tasks": chosen,
@@ -284,6 +286,7 @@ def evaluate_multitask(
         "sr_model": None if sr_model is None else str(sr_model),
         "long_times": long_times,
         "long_n": long_n if long_times else 0,
+        "long_scenario": long_scenario if long_times else None,
         "sampling": jsonable(sampling),
     }
     return MultitaskResults(scores, source)
@@ -520,15 +523,13 @@ class _Run:
             )
         ]
 
-    def long_video(self, data: PhysicsAudioVisualDataset, n: int, times: int) -> list[TaskScore]:
-        from kinema.eval.long_video import drift_scores, extend_clips
+    def long_video(self, n: int, times: int, scenario: str) -> list[TaskScore]:
+        from kinema.eval.long_video import long_video_check
 
-        videos: list[np.ndarray] = []
-        for clips in _batches(data, n, n):
-            videos += extend_clips(
-                self.net, self.tok, clips.video, times, self.seed + clips.start, **self.options
-            )
-        return drift_scores(videos, self.frames, n)
+        return long_video_check(
+            self.net, self.tok, times=times, n=n, batch=n, scenario=scenario, seed=self.seed,
+            **self.options,
+        )  # fmt: skip
 
 
 def _nanmean(x, axis: int | None = None):
