@@ -188,6 +188,29 @@ def test_l2_weight_adds_the_waveform_mse():
         preset("tiny", l2_weight=-1.0)
 
 
+def test_diff_l2_weight_adds_the_pre_emphasised_mse():
+    wave = 0.3 * torch.randn(2, 1, 1600, generator=torch.Generator().manual_seed(0))
+    losses = {}
+    for w in (0.0, 5.0):
+        torch.manual_seed(1)
+        model = AudioCodec(preset("tiny", diff_l2_weight=w)).eval()
+        with torch.no_grad():
+            losses[w] = model.loss({"audio": wave})
+            recon = model(wave)["recon"]
+    err = recon - wave  # brute force: e[n] - e[n - 1] over each clip
+    brute = sum(
+        (err[b, 0, n] - err[b, 0, n - 1]) ** 2 for b in range(2) for n in range(1, 1600)
+    ) / (2 * 1599)
+    torch.testing.assert_close(losses[5.0]["diff_l2"], brute)
+    torch.testing.assert_close(losses[5.0]["loss"] - losses[0.0]["loss"], 5.0 * brute)
+    # a 3 kHz error weighs ~30x as much as a 500 Hz one of the same size
+    t = torch.arange(1600) / 16_000
+    hi, lo = (torch.sin(2 * torch.pi * f * t).diff().pow(2).mean() for f in (3000.0, 500.0))
+    assert 25 < hi / lo < 40
+    with pytest.raises(KinemaError, match="diff_l2_weight"):
+        preset("tiny", diff_l2_weight=-1.0)
+
+
 def test_trains_with_the_trainer_and_reloads(tmp_path):
     torch.manual_seed(0)
     model = AudioCodec(preset("tiny"))

@@ -11,9 +11,10 @@ by a conv of kernel ``2s`` and stride ``s`` that doubles the width; a kernel-3 c
 embedding ``dim``. The decoder mirrors it with transposed convs. Every conv is causal (padded
 on the left only; transposed convs drop their right overhang), so frame ``l`` of the codes
 depends on samples ``< (l + 1) * hop`` only and decoding can stream. Training loss: L1 and
-MSE on the waveform, multi-resolution STFT magnitude (linear and log), optionally the log
-energy envelope of the first difference (``envelope_weight``) and RVQ commitment, with the
-RVQ and STFT terms switched on at steps ``vq_start`` / ``stft_start`` (the waveform first).
+MSE on the waveform, MSE of its first difference (pre-emphasis), multi-resolution STFT
+magnitude (linear and log), optionally the log energy envelope of the first difference
+(``envelope_weight``) and RVQ commitment, with the RVQ and STFT terms switched on at steps
+``vq_start`` / ``stft_start`` (the waveform first).
 SoundStream's adversarial and feature-matching losses are not implemented.
 
 **Token order (for a language model): frame-major, level-minor, offset per level.**
@@ -67,6 +68,12 @@ class AudioCodecConfig:
     # tone around them (measured: an autoencoder of isolated clicks, gain 10, reaches
     # 3.27 dB SNR after 300 steps with MSE and stays at 0.00 dB with L1)
     l2_weight: float = 0.0
+    # MSE of the first difference (pre-emphasis): a sample's error weighed by its frequency,
+    # |2 sin(pi f / sr)|^2, so the 3 kHz clicks count ~30x as much as a 500 Hz tone of the
+    # same amplitude. With waveform MSE alone the tone is ~97% of the loss and a codec
+    # trained on the sound forgets the clicks it learned in isolation (measured: 64 -> 2 of
+    # 64 held-out clicks)
+    diff_l2_weight: float = 0.0
     # L1 of the log energy envelope of the first difference (what click detection reads,
     # see envelope_loss); phase-blind, unlike an L1 on the difference itself, which pulls
     # a codec that cannot yet place a click's phase towards silence (measured). Not enough
@@ -95,11 +102,17 @@ class AudioCodecConfig:
                 "channels, dim and levels must be >= 1 and codebook_size >= 2, got "
                 f"{self.channels}, {self.dim}, {self.levels}, {self.codebook_size}"
             )
-        weights = (self.l1_weight, self.l2_weight, self.envelope_weight, self.stft_weight)
+        weights = (
+            self.l1_weight,
+            self.l2_weight,
+            self.diff_l2_weight,
+            self.envelope_weight,
+            self.stft_weight,
+        )
         if min(weights) < 0:
             raise KinemaError(
-                "l1_weight, l2_weight, envelope_weight and stft_weight must be >= 0, got "
-                + ", ".join(map(str, weights))
+                "l1_weight, l2_weight, diff_l2_weight, envelope_weight and stft_weight must be "
+                ">= 0, got " + ", ".join(map(str, weights))
             )
         if not self.input_gain > 0:
             raise KinemaError(f"input_gain must be > 0, got {self.input_gain}")
@@ -458,8 +471,9 @@ class AudioCodec(ModelMixin):
         return {"recon": self.decoder(q.z)[..., : wave.shape[-1]], "quant": q}
 
     def loss(self, batch: dict | torch.Tensor) -> dict[str, torch.Tensor]:
-        """L1 + MSE + multi-resolution STFT + envelope + RVQ loss of ``batch["audio"] (B, 1, S)``,
-        the RVQ and STFT terms from steps ``vq_start`` and ``stft_start`` of training on."""
+        """L1 + MSE + pre-emphasised MSE + multi-resolution STFT + envelope + RVQ loss of
+        ``batch["audio"] (B, 1, S)``, the RVQ and STFT terms from steps ``vq_start`` and
+        ``stft_start`` of training on."""
         cfg = self.config
         wave = batch["audio"] if isinstance(batch, dict) else batch
         rate = batch.get("sample_rate") if isinstance(batch, dict) else None
@@ -473,6 +487,7 @@ class AudioCodec(ModelMixin):
         recon, target = out["recon"].float(), wave.float()
         l1 = (recon - target).abs().mean()
         l2 = (recon - target).pow(2).mean()
+        diff_l2 = (recon - target).diff(dim=-1).pow(2).mean()
         env = envelope_loss(recon, target, cfg.envelope_window)
         stft_weight = cfg.stft_weight if step >= cfg.stft_start else 0.0
         spec = (  # skipped when the config never uses it (five FFT sizes cost time)
@@ -485,11 +500,13 @@ class AudioCodec(ModelMixin):
         return {
             "loss": cfg.l1_weight * l1
             + cfg.l2_weight * l2
+            + cfg.diff_l2_weight * diff_l2
             + stft_weight * spec
             + cfg.envelope_weight * env
             + q.loss,
             "l1": l1.detach(),
             "l2": l2.detach(),
+            "diff_l2": diff_l2.detach(),
             "envelope": env.detach(),
             "stft": spec.detach(),
             "vq_loss": q.loss.detach(),
