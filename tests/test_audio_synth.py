@@ -13,6 +13,7 @@ from kinema.data import PhysicsDataset, collate
 from kinema.data.physics import GRAVITY, WORLD, Trajectory
 from kinema.data.physics_audio import (
     ClickDataset,
+    ClickOverlay,
     PhysicsAudioVisualDataset,
     SoundConfig,
     click,
@@ -181,3 +182,30 @@ def test_click_dataset_places_the_physics_click_at_seeded_onsets():
         data[4]
     with pytest.raises(KinemaError, match="num_samples"):
         ClickDataset(4, 10)
+
+
+def test_click_overlay_adds_seeded_clicks_to_the_sound_and_its_events():
+    base = PhysicsAudioVisualDataset(
+        scenario="collision", split="id", length=3, num_frames=9, cond_frames=1, seed=0,
+        video=False,
+    )  # fmt: skip
+    data = ClickOverlay(base, clicks=2, seed=5)
+    burst = click(SoundConfig())
+    item, plain = data[1], base[1]
+    assert len(data) == 3 and item["audio"].shape == plain["audio"].shape
+    assert item["num_events"] == plain["num_events"] + 2
+    events = item["events"][: item["num_events"]].numpy()
+    assert np.all(np.diff(events) >= 0) and item["events"][item["num_events"] :].isnan().all()
+    # the added onsets: the event times that were not the base's
+    base_times = plain["events"][: plain["num_events"]].numpy()
+    added = [t for t in events if not np.isclose(base_times, t).any()]
+    assert len(added) == 2
+    rebuilt = plain["audio"][0].numpy().astype(np.float64)
+    for t in added:
+        start = round(t * 16_000)
+        rebuilt[start : start + len(burst)] += burst
+    np.testing.assert_allclose(item["audio"][0].numpy(), np.clip(rebuilt, -1, 1), atol=1e-6)
+    assert torch.equal(ClickOverlay(base, clicks=2, seed=5)[1]["audio"], item["audio"])
+    assert not torch.equal(ClickOverlay(base, clicks=2, seed=6)[1]["audio"], item["audio"])
+    with pytest.raises(KinemaError, match="clicks >= 1"):
+        ClickOverlay(base, clicks=0)

@@ -279,6 +279,9 @@ def train_audio_codec_command(
     click_steps: int = typer.Option(
         400, min=0, help="First stage: steps on isolated clicks (no tone) before the sound."
     ),
+    overlay_clicks: int = typer.Option(
+        2, min=0, max=16, help="Second stage: extra clicks added to every clip's sound."
+    ),
     out: Path = typer.Option(Path("runs/audio-codec"), "--out", help="Run folder."),
     steps: int = typer.Option(2000, help="Optimizer steps."),
     batch_size: int = typer.Option(8, help="Clips per optimizer step (global)."),
@@ -295,11 +298,16 @@ def train_audio_codec_command(
 ) -> None:
     """Train the SoundStream-style audio codec on the physics clips' synthetic sound (clicks
     at impacts, a tone following the speed); export to OUT/model. First --click-steps on
-    isolated clicks (OUT/clicks), then --steps on the sound from there. Give the result to
+    isolated clicks (OUT/clicks), then --steps on the sound, with --overlay-clicks extra
+    clicks per clip, from there. Check it with ``kinema eval audio-codec``; give it to
     ``kinema tokenizer encode --audio-codec`` for video-to-audio / audio-to-video tasks."""
     from kinema.audio import AudioCodec
     from kinema.audio import preset as codec_preset
-    from kinema.data.physics_audio import ClickDataset, PhysicsAudioVisualDataset
+    from kinema.data.physics_audio import (
+        ClickDataset,
+        ClickOverlay,
+        PhysicsAudioVisualDataset,
+    )
     from kinema.train.export import train_and_export
 
     _threads(threads)
@@ -338,7 +346,8 @@ def train_audio_codec_command(
         out, steps, batch_size, lr, warmup, precision, 0.0, save_every, resume, seed,
         init_from=init_from,
     )  # fmt: skip
-    _report_export("model", train_and_export(AudioCodec(config), data, train), out)
+    sound = ClickOverlay(data, overlay_clicks, seed=seed) if overlay_clicks else data
+    _report_export("model", train_and_export(AudioCodec(config), sound, train), out)
 
 
 @train_app.command("sr")

@@ -262,6 +262,18 @@ class PhysicsAudioVisualDataset(Dataset):
         return item
 
 
+def place_clicks(
+    wave: np.ndarray, burst: np.ndarray, count: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Add ``count`` copies of ``burst`` to ``wave (S,)`` in place at sample onsets drawn
+    uniformly (clicks may overlap and add) and clip to [-1, 1]; returns the onsets, sorted."""
+    starts = np.sort(rng.integers(0, len(wave) - len(burst), count))
+    for s in starts:
+        wave[s : s + len(burst)] += burst
+    np.clip(wave, -1.0, 1.0, out=wave)
+    return starts
+
+
 class ClickDataset(Dataset):
     """Isolated clicks, no tone: the first stage of audio codec training
     (``kinema train audio-codec --click-steps``).
@@ -271,7 +283,8 @@ class ClickDataset(Dataset):
     may overlap and add), ``events`` their onset times in seconds ``(clicks,)`` sorted, and
     ``sample_rate``. Why: on the physics sound a small codec learns the tone and never
     the rare 3 kHz clicks (MSE or high-passed MSE, 600 steps: 0 of 24 clicks); pretrained
-    on clicks alone it keeps them once the tone comes in (measured, BENCHMARKS.md).
+    on clicks alone it renders them (64 of 64 held out), but it forgets them again on the
+    sound unless :class:`ClickOverlay` keeps clicks frequent there (BENCHMARKS.md).
     """
 
     def __init__(
@@ -303,12 +316,57 @@ class ClickDataset(Dataset):
         if not 0 <= index < self.length:
             raise IndexError(index)
         rng = np.random.default_rng([self.seed, index])
-        starts = np.sort(rng.integers(0, self.num_samples - len(self.burst), self.clicks))
         wave = np.zeros(self.num_samples, dtype=np.float32)
-        for s in starts:
-            wave[s : s + len(self.burst)] += self.burst
+        starts = place_clicks(wave, self.burst, self.clicks, rng)
         return {
-            "audio": torch.from_numpy(np.clip(wave, -1.0, 1.0))[None],
+            "audio": torch.from_numpy(wave)[None],
             "events": torch.from_numpy(starts / self.sample_rate),
             "sample_rate": self.sample_rate,
         }
+
+
+class ClickOverlay(Dataset):
+    """A sound dataset (items with ``audio (1, S)``, ``events``, ``num_events``) with
+    ``clicks`` extra physics clicks added to every item at seeded random onsets (seeded by
+    ``(seed, i)``); their times join ``events`` while its NaN padding has room.
+
+    For audio codec training: the physics sound has at most one click per clip, ~3% of its
+    energy, and a codec trained on it drops clicks altogether; with more of them in the
+    same tone-filled context it has to keep them.
+    """
+
+    def __init__(self, base: Dataset, clicks: int = 2, *, seed: int = 0) -> None:
+        sound = getattr(base, "sound", None)
+        self.sound = sound if sound is not None else SoundConfig()
+        self.burst = click(self.sound).astype(np.float32)
+        if clicks < 1:
+            raise KinemaError(f"ClickOverlay needs clicks >= 1, got {clicks}")
+        self.base, self.clicks, self.seed = base, clicks, seed
+
+    @property
+    def sample_rate(self) -> int:
+        return self.sound.sample_rate
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int) -> dict:
+        item = dict(self.base[index])
+        wave = item["audio"][0].numpy().astype(np.float32).copy()
+        if len(wave) <= len(self.burst):
+            raise KinemaError(
+                f"item {index} has {len(wave)} samples; a click needs more than {len(self.burst)}"
+            )
+        starts = place_clicks(
+            wave, self.burst, self.clicks, np.random.default_rng([self.seed, index])
+        )
+        item["audio"] = torch.from_numpy(wave)[None]
+        if "events" in item:
+            events = item["events"].clone()
+            times = torch.cat(
+                [events[~events.isnan()], torch.from_numpy(starts / self.sample_rate)]
+            )
+            times = times.sort().values[: len(events)].to(events.dtype)
+            events[: len(times)] = times
+            item["events"], item["num_events"] = events, len(times)
+        return item
