@@ -97,6 +97,53 @@ def test_rvq_indices_round_trip():
     assert torch.allclose(emb, manual.permute(0, 2, 1))
 
 
+def test_grouped_fsq_codes_each_group_on_the_grid():
+    from kinema.audio.fsq import GroupedFSQ
+
+    q = GroupedFSQ(3, (4, 4, 4, 4))
+    assert (q.dim, q.codebook_size) == (12, 256)
+    z = torch.randn(2, 12, 7, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    out = q(z)
+    assert out.z.shape == (2, 12, 7) and out.indices.shape == (2, 7, 3)
+    assert int(out.indices.min()) >= 0 and int(out.indices.max()) < 256
+    # brute force: group k of frame l is channels 4k..4k+3, rounded onto the 4-level grid
+    for b, frame, k in [(0, 0, 0), (1, 6, 2), (0, 3, 1)]:
+        codes = out.z[b, 4 * k : 4 * k + 4, frame].detach()
+        assert torch.allclose(q.fsq.indices_to_codes(out.indices[b, frame, k]), codes)
+        assert set((codes * 2).round().tolist()) <= {-2.0, -1.0, 0.0, 1.0}
+    # indices -> embedding is exact, fewer groups leave the rest at the grid's centre
+    assert torch.equal(q.indices_to_embedding(out.indices), out.z.detach())
+    assert torch.equal(q.encode_indices(z), out.indices)
+    coarse = q.indices_to_embedding(out.indices[..., :1])
+    assert torch.equal(coarse[:, :4], out.z[:, :4].detach()) and not coarse[:, 4:].any()
+    out.z.sum().backward()  # straight-through: gradients reach the encoder output
+    assert z.grad is not None and z.grad.abs().sum() > 0
+    assert 1 <= float(out.metrics["perplexity"]) <= 14  # 14 frames x 2 clips per group
+    with pytest.raises(KinemaError, match="codes have 4 groups"):
+        q.indices_to_embedding(torch.zeros(1, 2, 4, dtype=torch.long))
+
+
+def test_fsq_codec_config_and_round_trip(tmp_path):
+    with pytest.raises(KinemaError, match="codebook_size = prod"):
+        preset("tiny", quantizer="fsq")  # 64 codes but a 256-code grid, dim 8 not 2 x 4
+    with pytest.raises(KinemaError, match="quantizer must be"):
+        preset("tiny", quantizer="pq")
+    cfg = preset("tiny", quantizer="fsq", fsq_levels=(4, 4, 4), codebook_size=64, dim=6)
+    torch.manual_seed(0)
+    codec = AudioCodec(cfg).eval()
+    wave = torch.randn(2, 1, 1600) * 0.1
+    codes = codec.encode(wave)
+    assert codes.shape == (2, 5, 2) and int(codes.max()) < 64
+    tokens = codec.codes_to_tokens(codes)
+    assert torch.equal(codec.tokens_to_codes(tokens), codes)
+    assert codec.decode(codes).shape == (2, 1, 1600)
+    back = AudioCodec.from_pretrained(codec.save_pretrained(tmp_path / "c"))
+    assert back.config.quantizer == "fsq" and back.config.fsq_levels == (4, 4, 4)
+    assert torch.equal(back.encode(wave), codes)
+    loss = AudioCodec(cfg).train().loss({"audio": wave})
+    assert torch.isfinite(loss["loss"]) and float(loss["vq_loss"]) == 0.0
+
+
 def test_dead_codes_are_restarted():
     """Codes initialised on data that then moves away: without restarts the few nearest
     ones take everything; with them the idle codes move onto the new data."""

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from kinema.audio.fsq import GroupedFSQ
 from kinema.audio.metrics import diff_energy
 from kinema.audio.rvq import ResidualVQ
 from kinema.errors import KinemaError
@@ -56,7 +57,12 @@ class AudioCodecConfig:
     # signal and a bare autoencoder stays at 0 dB SNR; x10 lets it learn (measured)
     input_gain: float = 1.0
     dim: int = 256  # embedding width entering the quantizer
-    levels: int = 4  # RVQ depth
+    # "rvq": SoundStream's residual VQ of `levels` learned codebooks; "fsq": `levels` groups
+    # of dim / levels channels, each on the FSQ grid `fsq_levels` (codebook_size must be
+    # their product; kinema.audio.fsq says why)
+    quantizer: str = "rvq"
+    fsq_levels: tuple[int, ...] = (4, 4, 4, 4)
+    levels: int = 4  # RVQ depth / FSQ groups: LM tokens per code frame
     codebook_size: int = 1024
     vq_ema: bool = True  # EMA codebooks; False = learned codebooks (straight-through)
     vq_decay: float = 0.99
@@ -92,7 +98,7 @@ class AudioCodecConfig:
 
     def __post_init__(self) -> None:
         self.strides, self.dilations = tuple(self.strides), tuple(self.dilations)
-        self.stft_sizes = tuple(self.stft_sizes)
+        self.stft_sizes, self.fsq_levels = tuple(self.stft_sizes), tuple(self.fsq_levels)
         if not self.strides or any(s < 1 for s in self.strides):
             raise KinemaError(f"strides must be positive integers, got {self.strides}")
         if self.kernel_size < 1 or self.kernel_size % 2 == 0:
@@ -102,6 +108,16 @@ class AudioCodecConfig:
                 "channels, dim and levels must be >= 1 and codebook_size >= 2, got "
                 f"{self.channels}, {self.dim}, {self.levels}, {self.codebook_size}"
             )
+        if self.quantizer not in ("rvq", "fsq"):
+            raise KinemaError(f"quantizer must be 'rvq' or 'fsq', got {self.quantizer!r}")
+        if self.quantizer == "fsq":
+            need = self.levels * len(self.fsq_levels)
+            if math.prod(self.fsq_levels) != self.codebook_size or self.dim != need:
+                raise KinemaError(
+                    f"an fsq codec needs codebook_size = prod(fsq_levels) = "
+                    f"{math.prod(self.fsq_levels)} and dim = levels * len(fsq_levels) = {need}, "
+                    f"got codebook_size {self.codebook_size} and dim {self.dim}"
+                )
         weights = (
             self.l1_weight,
             self.l2_weight,
@@ -353,15 +369,18 @@ class AudioCodec(ModelMixin):
         super().__init__()
         self.config = cfg = config if config is not None else AudioCodecConfig()
         self.encoder = Encoder(cfg)
-        self.quantizer = ResidualVQ(
-            cfg.dim,
-            cfg.codebook_size,
-            cfg.levels,
-            ema=cfg.vq_ema,
-            decay=cfg.vq_decay,
-            commit_weight=cfg.commit_weight,
-            restart=cfg.vq_restart,
-        )
+        if cfg.quantizer == "fsq":
+            self.quantizer: nn.Module = GroupedFSQ(cfg.levels, cfg.fsq_levels)
+        else:
+            self.quantizer = ResidualVQ(
+                cfg.dim,
+                cfg.codebook_size,
+                cfg.levels,
+                ema=cfg.vq_ema,
+                decay=cfg.vq_decay,
+                commit_weight=cfg.commit_weight,
+                restart=cfg.vq_restart,
+            )
         self.decoder = Decoder(cfg)
         self.train_step = 0  # optimizer steps done, for the vq_start / stft_start schedule
 
