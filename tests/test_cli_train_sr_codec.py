@@ -97,16 +97,26 @@ def test_train_audio_codec_exports_a_codec(tmp_path):
     out = tmp_path / "codec"
     invoke(
         "train", "audio-codec", "--preset", "tiny", "--n", 8, "--frames", 5, "--steps", 30,
-        "--click-steps", 4, "--batch-size", 2, "--warmup", 2, "--save-every", 0,
-        "--threads", 1, "--out", out,
+        "--click-steps", 4, "--set", "vq_start=2", "--batch-size", 2, "--warmup", 2,
+        "--save-every", 0, "--threads", 1, "--out", out,
     )  # fmt: skip
-    # stage 1 on isolated clicks, RVQ bypassed (its codebooks never initialised), then the
-    # sound from its weights
+    # stage 1 on isolated clicks, the RVQ joining at step 2 of 4, then the sound from its
+    # weights with the RVQ on from the start (vq_start counts across both stages)
     stage = AudioCodec.from_pretrained(out / "clicks" / "model")
-    assert not bool(stage.quantizer.layers[0].initialized)
+    assert bool(stage.quantizer.layers[0].initialized) and stage.config.vq_start == 2
     assert len((out / "clicks" / "metrics.csv").read_text().splitlines()) >= 2
     codec = AudioCodec.from_pretrained(out / "model").eval()
-    assert bool(codec.quantizer.layers[0].initialized)
+    assert bool(codec.quantizer.layers[0].initialized) and codec.config.vq_start == 0
+    late = tmp_path / "late"
+    invoke(
+        "train", "audio-codec", "--preset", "tiny", "--n", 8, "--frames", 5, "--steps", 1,
+        "--click-steps", 2, "--set", "vq_start=5", "--batch-size", 2, "--warmup", 0,
+        "--save-every", 0, "--threads", 1, "--overlay-clicks", 0, "--out", late,
+    )  # fmt: skip
+    assert not bool(
+        AudioCodec.from_pretrained(late / "clicks" / "model").quantizer.layers[0].initialized
+    )
+    assert AudioCodec.from_pretrained(late / "model").config.vq_start == 3
     assert (codec.config.levels, codec.config.codebook_size) == (2, 64)
     wave = torch.randn(1, 1, 1600) * 0.1
     codes = codec.encode(wave)

@@ -277,10 +277,13 @@ def train_audio_codec_command(
         "all", help="Physics scenario(s) whose sound to train on (collision: a click in each)."
     ),
     click_steps: int = typer.Option(
-        400, min=0, help="First stage: steps on isolated clicks (no tone) before the sound."
+        700,
+        min=0,
+        help="First stage: steps on isolated clicks (no tone); the config's vq_start counts "
+        "from its first step.",
     ),
     overlay_clicks: int = typer.Option(
-        2, min=0, max=16, help="Second stage: extra clicks added to every clip's sound."
+        4, min=0, max=16, help="Second stage: extra clicks added to every clip's sound."
     ),
     out: Path = typer.Option(Path("runs/audio-codec"), "--out", help="Run folder."),
     steps: int = typer.Option(2000, help="Optimizer steps."),
@@ -298,9 +301,10 @@ def train_audio_codec_command(
 ) -> None:
     """Train the SoundStream-style audio codec on the physics clips' synthetic sound (clicks
     at impacts, a tone following the speed); export to OUT/model. First --click-steps on
-    isolated clicks (OUT/clicks), then --steps on the sound, with --overlay-clicks extra
-    clicks per clip, from there. Check it with ``kinema eval audio-codec``; give it to
-    ``kinema tokenizer encode --audio-codec`` for video-to-audio / audio-to-video tasks."""
+    isolated clicks (OUT/clicks; the quantizer joins at vq_start), then --steps on the
+    sound, with --overlay-clicks extra clicks per clip, from there. Check it with
+    ``kinema eval audio-codec``; give it to ``kinema tokenizer encode --audio-codec`` for
+    video-to-audio / audio-to-video tasks."""
     from kinema.audio import AudioCodec
     from kinema.audio import preset as codec_preset
     from kinema.data.physics_audio import (
@@ -327,8 +331,9 @@ def train_audio_codec_command(
         )
     init_from = _init_folder(init)
     if click_steps:
-        # stage 1: isolated clicks of the clips' length, RVQ bypassed throughout; the sound
-        # stage starts from its weights (see ClickDataset for why)
+        # stage 1: isolated clicks of the clips' length; the quantizer joins at the config's
+        # vq_start, so its codebooks start out holding clicks. The sound stage starts from
+        # its weights (see ClickDataset for why) with what is left of vq_start
         stage = out / "clicks"
         clicks = ClickDataset(n, data[0]["audio"].shape[-1], seed=seed)
         first = _train_config(
@@ -336,12 +341,12 @@ def train_audio_codec_command(
             seed, init_from=init_from,
         )  # fmt: skip
         if not (stage / "model" / "config.json").is_file():
-            codec = AudioCodec(config.replace(vq_start=click_steps))
-            folder = train_and_export(codec, clicks, first)
+            folder = train_and_export(AudioCodec(config), clicks, first)
             if folder is None:
                 _report_export("click stage", None, out)
                 return
         init_from = str(stage / "model")
+        config = config.replace(vq_start=max(0, config.vq_start - click_steps))
     train = _train_config(
         out, steps, batch_size, lr, warmup, precision, 0.0, save_every, resume, seed,
         init_from=init_from,
