@@ -3,6 +3,7 @@ that multitask (VideoPoet) shards and the super-resolution cascade need, from th
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -97,26 +98,26 @@ def test_train_audio_codec_exports_a_codec(tmp_path):
     out = tmp_path / "codec"
     invoke(
         "train", "audio-codec", "--preset", "tiny", "--n", 8, "--frames", 5, "--steps", 30,
-        "--click-steps", 4, "--set", "vq_start=2", "--batch-size", 2, "--warmup", 2,
+        "--click-steps", 4, "--click-vq-steps", 3, "--batch-size", 2, "--warmup", 2,
         "--save-every", 0, "--threads", 1, "--out", out,
     )  # fmt: skip
-    # stage 1 on isolated clicks, the RVQ joining at step 2 of 4, then the sound from its
-    # weights with the RVQ on from the start (vq_start counts across both stages)
+    # stage 1 on isolated clicks with the RVQ bypassed (its codebooks never initialised),
+    # stage 2 on them with the RVQ, stage 3 on the sound; each a run of its own
     stage = AudioCodec.from_pretrained(out / "clicks" / "model")
-    assert bool(stage.quantizer.layers[0].initialized) and stage.config.vq_start == 2
-    assert len((out / "clicks" / "metrics.csv").read_text().splitlines()) >= 2
+    assert not bool(stage.quantizer.layers[0].initialized) and stage.config.vq_start == 4
+    steps = {
+        name: json.loads((out / sub / "checkpoints" / "latest.json").read_text())["step"]
+        for name, sub in (("clicks", "clicks"), ("clicks-vq", "clicks-vq"), ("sound", "."))
+    }
+    assert steps == {"clicks": 4, "clicks-vq": 3, "sound": 30}, steps
+    quantized = AudioCodec.from_pretrained(out / "clicks-vq" / "model")
+    assert bool(quantized.quantizer.layers[0].initialized) and quantized.config.vq_start == 0
     codec = AudioCodec.from_pretrained(out / "model").eval()
     assert bool(codec.quantizer.layers[0].initialized) and codec.config.vq_start == 0
-    late = tmp_path / "late"
-    invoke(
-        "train", "audio-codec", "--preset", "tiny", "--n", 8, "--frames", 5, "--steps", 1,
-        "--click-steps", 2, "--set", "vq_start=5", "--batch-size", 2, "--warmup", 0,
-        "--save-every", 0, "--threads", 1, "--overlay-clicks", 0, "--out", late,
-    )  # fmt: skip
-    assert not bool(
-        AudioCodec.from_pretrained(late / "clicks" / "model").quantizer.layers[0].initialized
+    # stage 3 started from stage 2's weights: its codebook moved on from there, not anew
+    assert not torch.equal(
+        codec.quantizer.layers[0].codebook, quantized.quantizer.layers[0].codebook
     )
-    assert AudioCodec.from_pretrained(late / "model").config.vq_start == 3
     assert (codec.config.levels, codec.config.codebook_size) == (2, 64)
     wave = torch.randn(1, 1, 1600) * 0.1
     codes = codec.encode(wave)
@@ -138,7 +139,7 @@ def test_train_audio_codec_exports_a_codec(tmp_path):
     assert (tuned[name] - fresh[name]).abs().max() > 1e-2
     res = runner.invoke(app, [
         "train", "audio-codec", "--preset", "cpu", "--steps", 1, "--click-steps", 0,
-        "--init", str(out / "model"),
+        "--click-vq-steps", 0, "--init", str(out / "model"),
         "--out", str(tmp_path / "bad"),
     ])  # fmt: skip
     assert res.exit_code != 0 and "same config needed" in str(res.exception or res.output)

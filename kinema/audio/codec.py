@@ -173,8 +173,8 @@ PRESETS: dict[str, dict] = {
     # vq_decay 0.9: with small CPU batches the codebooks must follow the encoder's fast early
     # drift (measured, batch 8 x 0.5 s: mean perplexity 27 at step 400 vs 2 with 0.99).
     # Input gain 10 and MSE, no STFT term: the L1 + STFT codec with the RVQ from step 0
-    # learned no waveform at all (-1.81 dB SNR). Trained in two stages (kinema train
-    # audio-codec): isolated clicks, the RVQ joining at step 400, then the sound with extra
+    # learned no waveform at all (-1.81 dB SNR). Trained in three stages (kinema train
+    # audio-codec): isolated clicks without then with the RVQ, then the sound with extra
     # clicks; a codec whose RVQ first met the sound dropped every click (BENCHMARKS.md)
     "cpu": dict(
         channels=8,
@@ -188,7 +188,6 @@ PRESETS: dict[str, dict] = {
         l2_weight=100.0,
         stft_weight=0.0,
         stft_sizes=(1024, 512, 256, 128, 64),
-        vq_start=400,
     ),
     # SoundStream's widths (C = 32, strides 2-4-5-8, dilations 1-3-9) at 16 kHz with
     # VideoPoet's RVQ (4 x 1024 at 50 Hz); D = 256. 10.5M parameters; not trained here

@@ -277,19 +277,20 @@ def train_audio_codec_command(
         "all", help="Physics scenario(s) whose sound to train on (collision: a click in each)."
     ),
     click_steps: int = typer.Option(
-        700,
-        min=0,
-        help="First stage: steps on isolated clicks (no tone); the config's vq_start counts "
-        "from its first step.",
+        400, min=0, help="Stage 1: steps on isolated clicks (no tone), quantizer bypassed."
+    ),
+    click_vq_steps: int = typer.Option(
+        300, min=0, help="Stage 2: steps on isolated clicks with the quantizer on."
     ),
     overlay_clicks: int = typer.Option(
-        4, min=0, max=16, help="Second stage: extra clicks added to every clip's sound."
+        4, min=0, max=16, help="Stage 3 (the sound): extra clicks added to every clip."
     ),
     out: Path = typer.Option(Path("runs/audio-codec"), "--out", help="Run folder."),
-    steps: int = typer.Option(2000, help="Optimizer steps."),
+    steps: int = typer.Option(2000, min=1, help="Optimizer steps on the sound (stage 3)."),
     batch_size: int = typer.Option(8, help="Clips per optimizer step (global)."),
-    lr: float = typer.Option(3e-3, help="Peak learning rate."),
-    warmup: int = typer.Option(50, help="Warmup steps."),
+    lr: float = typer.Option(1e-3, help="Peak learning rate of stages 2 and 3."),
+    click_lr: float = typer.Option(3e-3, help="Peak learning rate of stage 1."),
+    warmup: int = typer.Option(20, help="Warmup steps of stages 2 and 3 (stage 1: 50)."),
     precision: str = typer.Option("fp32", help="fp32, bf16 or auto."),
     save_every: int = typer.Option(250, help="Steps between checkpoints."),
     resume: bool = typer.Option(False, help="Continue from the latest checkpoint in --out."),
@@ -300,9 +301,10 @@ def train_audio_codec_command(
     threads: int | None = typer.Option(None, help="CPU threads (torch.set_num_threads)."),
 ) -> None:
     """Train the SoundStream-style audio codec on the physics clips' synthetic sound (clicks
-    at impacts, a tone following the speed); export to OUT/model. First --click-steps on
-    isolated clicks (OUT/clicks; the quantizer joins at vq_start), then --steps on the
-    sound, with --overlay-clicks extra clicks per clip, from there. Check it with
+    at impacts, a tone following the speed); export to OUT/model. Three runs, each from the
+    last one's weights with a fresh optimizer: --click-steps on isolated clicks with the
+    quantizer bypassed (OUT/clicks), --click-vq-steps on them with it (OUT/clicks-vq), then
+    --steps on the sound with --overlay-clicks extra clicks per clip (OUT). Check it with
     ``kinema eval audio-codec``; give it to ``kinema tokenizer encode --audio-codec`` for
     video-to-audio / audio-to-video tasks."""
     from kinema.audio import AudioCodec
@@ -330,29 +332,33 @@ def train_audio_codec_command(
             f"--set sample_rate={config.sample_rate}: the physics sound is {data.sample_rate} Hz"
         )
     init_from = _init_folder(init)
-    if click_steps:
-        # stage 1: isolated clicks of the clips' length; the quantizer joins at the config's
-        # vq_start, so its codebooks start out holding clicks. The sound stage starts from
-        # its weights (see ClickDataset for why) with what is left of vq_start
-        stage = out / "clicks"
-        clicks = ClickDataset(n, data[0]["audio"].shape[-1], seed=seed)
-        first = _train_config(
-            stage, click_steps, batch_size, lr, warmup, precision, 0.0, save_every, resume,
-            seed, init_from=init_from,
-        )  # fmt: skip
-        if not (stage / "model" / "config.json").is_file():
-            folder = train_and_export(AudioCodec(config), clicks, first)
-            if folder is None:
-                _report_export("click stage", None, out)
-                return
-        init_from = str(stage / "model")
-        config = config.replace(vq_start=max(0, config.vq_start - click_steps))
-    train = _train_config(
-        out, steps, batch_size, lr, warmup, precision, 0.0, save_every, resume, seed,
-        init_from=init_from,
-    )  # fmt: skip
+    clicks = ClickDataset(n, data[0]["audio"].shape[-1], seed=seed)
     sound = ClickOverlay(data, overlay_clicks, seed=seed) if overlay_clicks else data
-    _report_export("model", train_and_export(AudioCodec(config), sound, train), out)
+    # why three stages (BENCHMARKS.md "VideoPoet multitask"): on the sound alone the codec
+    # codes the tone and drops the rare clicks; a quantizer that first meets the sound keeps
+    # no code for them; switched on within one run (high lr, stale optimizer state) its
+    # codebooks collapse
+    stages = [
+        ("clicks", clicks, click_steps, click_lr, 50, config.replace(vq_start=click_steps)),
+        ("clicks-vq", clicks, click_vq_steps, lr, warmup, config),
+        ("model", sound, steps, lr, warmup, config),
+    ]
+    for name, dataset, count, peak, warm, cfg in stages:
+        if not count:
+            continue
+        run = out if name == "model" else out / name
+        if name != "model" and (run / "model" / "config.json").is_file():
+            init_from = str(run / "model")  # a finished stage of an earlier call
+            continue
+        train = _train_config(
+            run, count, batch_size, peak, warm, precision, 0.0, save_every, resume, seed,
+            init_from=init_from,
+        )  # fmt: skip
+        folder = train_and_export(AudioCodec(cfg), dataset, train)
+        if name == "model" or folder is None:
+            _report_export("model" if name == "model" else f"{name} stage", folder, out)
+            return
+        init_from = str(folder)
 
 
 @train_app.command("sr")
