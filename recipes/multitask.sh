@@ -4,30 +4,50 @@
 # batches of one task, captions through all-MiniLM-L6-v2), a 2x super-resolution
 # transformer (32x32 -> 64x64 tokens of the same clips), then the per-task checks.
 # 17-frame 64x64 clips -> 5 x 16 x 16 tokens of the shipped tokenizer-cpu-fsq; audio
-# 84 code frames x 4 levels (1.68 s at 50 Hz) per clip.
+# 84 code frames x 4 levels (1.68 s at 50 Hz) per clip. The clips: the paper's three
+# scenarios and `bounce` (a ball in a box: what the long-video check extends).
 #   bash recipes/multitask.sh
-# This project's run (2026-12-03, 2-core AMX Xeon): codec 1,000 steps (13 min, 1 thread),
-# SR 800 steps (~37 min, 1 thread, next to the codec), shards 194 s (2 threads), LM 700 steps
-# of batch 8 in 33 min (2 threads, bf16); shipped as kinema/assets/models/lm-physics-multitask
-# (fp16 LM, codec inside, tokenizer.json naming tokenizer-cpu-fsq). See BENCHMARKS.md
-# "VideoPoet multitask" for the figures and their limits.
+#
+# How the shipped lm-physics-multitask came about (BENCHMARKS.md "VideoPoet multitask"):
+#   stage A (2026-12-03, 2-core AMX Xeon): STAGE=A below, 700 steps from scratch on shards
+#     of the three scenarios, encoded with that day's codec (which rendered no clicks);
+#   stage B (2026-12-04, 2-core AMD EPYC): the codec of step 1 (three runs, 22:00-22:26 on
+#     2 threads), shards of step 2 (2,000 + 1,000 bounce clips, 173 s + 114 s), then
+#     STAGE=B: 1,200 steps from stage A's model (~5 s a step on 2 threads, bf16).
+# Running STAGE=A then STAGE=B here uses this codec's shards for both.
 set -euo pipefail
 TOK=${TOK:-tokenizer-cpu-fsq}
-STEPS=${STEPS:-700}
-N=${N:-2000}
-TASKS=t2v:1,i2v:1,continuation:1,inpaint:1,outpaint:1,stylize:edges:1,v2a:1
-# the codec: this project stopped a 1,500-step run after step 1,000 (the loss had gone flat)
-# and used that checkpoint's config.json + model.safetensors as runs/audio-codec/model
+STAGE=${STAGE:-B}
+# 1. the audio codec: isolated clicks (quantizer bypassed), isolated clicks with the RVQ,
+#    then the sound with 4 extra clicks per clip; each run from the last one's weights
 [ -f runs/audio-codec/model/config.json ] || kinema train audio-codec --preset cpu \
-  --steps 1500 --batch-size 8 --save-every 250 --out runs/audio-codec --threads 1
-[ -f shards/physics-mt/index.json ] || kinema tokenizer encode physics --n "$N" \
-  --scenario all --split id --seed 0 --controls edges --audio-codec runs/audio-codec/model \
-  --audio-frames 84 --tokenizer "$TOK" --out shards/physics-mt --threads 2
-kinema train lm --data shards/physics-mt --tokenizer "$TOK" --preset small --block 1x1x16 \
-  --tasks "$TASKS" --set max_text_len=16 --steps "$STEPS" --batch-size 8 --lr 1e-3 \
-  --warmup 50 --ema 0.995 --precision auto --save-every 100 --seed 0 --threads 2 \
-  --out runs/mt-physics $([ "${RESUME:-0}" = 1 ] && echo --resume)
-# super-resolution: the same clips at two sizes
+  --click-steps 400 --click-vq-steps 300 --steps 2000 --overlay-clicks 4 --batch-size 8 \
+  --out runs/audio-codec --threads 2
+kinema eval audio-codec --model runs/audio-codec/model --n 64 --json runs/audio-codec/eval.json
+# 2. shards with edge controls and audio tokens
+for spec in all:2000:shards/physics-mt bounce:1000:shards/physics-mt-bounce; do
+  IFS=: read -r scenario n dir <<< "$spec"
+  [ -f "$dir/index.json" ] || kinema tokenizer encode physics --n "$n" --scenario "$scenario" \
+    --split id --seed 0 --controls edges --audio-codec runs/audio-codec/model \
+    --audio-frames 84 --tokenizer "$TOK" --out "$dir" --threads 2
+done
+# 3. the LM
+if [ "$STAGE" = A ]; then
+  kinema train lm --data shards/physics-mt --tokenizer "$TOK" --preset small --block 1x1x16 \
+    --tasks t2v:1,i2v:1,continuation:1,inpaint:1,outpaint:1,stylize:edges:1,v2a:1 \
+    --set max_text_len=16 --steps 700 --batch-size 8 --lr 1e-3 --warmup 50 --ema 0.995 \
+    --precision auto --save-every 100 --seed 0 --threads 2 --out runs/mt-physics
+  MODEL=runs/mt-physics/model
+else
+  INIT=${INIT:-lm-physics-multitask}  # stage A's model (the shipped one was stage A here)
+  kinema train lm --data shards/physics-mt --data shards/physics-mt-bounce --tokenizer "$TOK" \
+    --preset small --block 1x1x16 \
+    --tasks t2v:1,i2v:1,continuation:2,inpaint:1,outpaint:1,stylize:edges:1,v2a:2 \
+    --set max_text_len=16 --steps 1200 --batch-size 8 --lr 5e-4 --warmup 50 --ema 0.995 \
+    --precision auto --save-every 100 --seed 1 --threads 2 --init "$INIT" --out runs/mt-ft
+  MODEL=runs/mt-ft/model
+fi
+# 4. super-resolution: the same clips at two sizes (one 4,375-way softmax, the small preset)
 for r in 32 64; do
   [ -f "shards/physics-fsq-$r/index.json" ] || kinema tokenizer encode physics --n 3000 \
     --scenario all --split id --seed 0 --resolution "$r" --tokenizer "$TOK" \
@@ -36,6 +56,6 @@ done
 [ -f runs/sr-physics/model/config.json ] || kinema train sr --lr-data shards/physics-fsq-32 \
   --hr-data shards/physics-fsq-64 --preset small --steps 800 --batch-size 8 --lr 1e-3 \
   --warmup 50 --ema 0.995 --save-every 100 --seed 0 --threads 1 --out runs/sr-physics
-# per-task checks on held-out clips (seed 1000), SR vs bicubic, 10x long video
-kinema eval multitask --model runs/mt-physics/model --n 32 --sr-model runs/sr-physics/model \
-  --long 13 --long-n 8 --threads 2 --json runs/mt-physics/eval-multitask.json
+# 5. per-task checks on held-out clips (seed 1000), SR vs bicubic, 10x long video of bounce
+kinema eval multitask --model "$MODEL" --n 32 --sr-model runs/sr-physics/model \
+  --long 13 --long-n 8 --threads 2 --json "$MODEL/../eval-multitask.json"

@@ -24,7 +24,7 @@ import torch
 from kinema.audio.metrics import ClickTally, click_timing_error
 from kinema.data.physics_audio import PhysicsAudioVisualDataset
 from kinema.errors import KinemaError
-from kinema.eval.multitask import MultitaskResults, TaskScore
+from kinema.eval.multitask import MultitaskResults, TaskScore, click_scores
 from kinema.eval.physics_eval import DT, EVAL_SEED
 
 
@@ -83,25 +83,7 @@ def evaluate_audio_codec(
             tally["true"].add(click_timing_error(it["audio"][0], true, sr))
     snr = 10 * torch.log10(torch.tensor(signal / max(error, 1e-12))).item()
     rows = [TaskScore("codec", "reconstruction SNR (dB)", snr, n=n)]
-    rows.append(
-        TaskScore(
-            "codec",
-            "click-timing error of matched clicks (ms)",
-            tally["rec"].mean_ms,
-            ceiling=tally["true"].mean_ms,
-            n=n,
-        )
-    )
-    for what in ("matched", "missed", "extra"):
-        rows.append(
-            TaskScore(
-                "codec",
-                f"clicks {what} (count)",
-                float(getattr(tally["rec"], what)),
-                ceiling=float(getattr(tally["true"], what)),
-                n=n,
-            )
-        )
+    rows += click_scores("codec", tally["rec"], tally["true"], n=n)
     source = {"model": str(model) if not isinstance(model, torch.nn.Module) else "module",
               "n": n, "scenario": scenario, "frames": frames, "seed": seed}  # fmt: skip
     return MultitaskResults(rows, source, metric="audio-codec")

@@ -184,6 +184,25 @@ def ball_stats(
     return radius, rgb
 
 
+def click_scores(task: str, model, ceiling=None, chance=None, n: int = 0) -> list[TaskScore]:
+    """The click rows of :class:`~kinema.audio.metrics.ClickTally` totals: timing error of
+    the matched clicks (ms), then the matched, missed and extra counts."""
+
+    def of(tally, what: str) -> float | None:
+        if tally is None:
+            return None
+        return tally.mean_ms if what == "timing" else float(getattr(tally, what))
+
+    metrics = {
+        "timing": "click-timing error of matched clicks (ms)",
+        **{w: f"clicks {w} (count)" for w in ("matched", "missed", "extra")},
+    }
+    return [
+        TaskScore(task, label, of(model, w), ceiling=of(ceiling, w), chance=of(chance, w), n=n)
+        for w, label in metrics.items()
+    ]
+
+
 # ---------------------------------------------------------------------- the run
 @dataclass
 class _Clips:
@@ -452,28 +471,7 @@ class _Run:
                     ("chance", other[b, 0]),
                 ):
                     tally[key].add(click_timing_error(wave[: round(span * sr)], true, sr))
-        out = [
-            TaskScore(
-                "v2a",
-                "click-timing error of matched clicks (ms)",
-                tally["model"].mean_ms,
-                ceiling=tally["rec"].mean_ms,
-                chance=tally["chance"].mean_ms,
-                n=n,
-            )
-        ]
-        for what in ("matched", "missed", "extra"):
-            out.append(
-                TaskScore(
-                    "v2a",
-                    f"clicks {what} (count)",
-                    float(getattr(tally["model"], what)),
-                    ceiling=float(getattr(tally["rec"], what)),
-                    chance=float(getattr(tally["chance"], what)),
-                    n=n,
-                )
-            )
-        return out
+        return click_scores("v2a", tally["model"], tally["rec"], tally["chance"], n)
 
     def superres(self, sr_model, batches: list[_Clips], high: int, n: int) -> list[TaskScore]:
         from kinema.api import load_superres
