@@ -13,7 +13,8 @@
 #     of the three scenarios, encoded with that day's codec (which rendered no clicks);
 #   stage B (2026-12-04, 2-core AMD EPYC): the codec of step 1 (three runs, 22:00-22:26 on
 #     2 threads), shards of step 2 (2,000 + 1,000 bounce clips, 173 s + 114 s), then
-#     STAGE=B: 1,200 steps from stage A's model (~5 s a step on 2 threads, bf16).
+#     STAGE=B: 1,200 steps from stage A's model (~5 s a step on 2 threads, bf16); its
+#     runs/mt-ft/model is what ships (LM weights saved in bf16, the codec of step 1 inside).
 # Running STAGE=A then STAGE=B here uses this codec's shards for both.
 set -euo pipefail
 TOK=${TOK:-tokenizer-cpu-fsq}
@@ -39,7 +40,8 @@ if [ "$STAGE" = A ]; then
     --precision auto --save-every 100 --seed 0 --threads 2 --out runs/mt-physics
   MODEL=runs/mt-physics/model
 else
-  INIT=${INIT:-lm-physics-multitask}  # stage A's model (the shipped one was stage A here)
+  # stage A's model (STAGE=A above; the one used was lm-physics-multitask up to commit b93d279)
+  INIT=${INIT:-runs/mt-physics/model}
   kinema train lm --data shards/physics-mt --data shards/physics-mt-bounce --tokenizer "$TOK" \
     --preset small --block 1x1x16 \
     --tasks t2v:1,i2v:1,continuation:2,inpaint:1,outpaint:1,stylize:edges:1,v2a:2 \
