@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from kinema.nn.packed import packed_linears, packing_available, release_packed
+from kinema.nn import packed
+from kinema.nn.packed import gemv_rows, packed_linears, packing_available, release_packed
 
 
 def _model(dtype: torch.dtype) -> nn.Module:
@@ -37,11 +38,17 @@ def test_packed_linears_equal_plain_linears_and_are_restored(dtype):
     assert torch.equal(after, ref)
 
 
+def test_the_transposed_matrix_vector_path_is_for_avx2_cpus():
+    assert gemv_rows("AVX2") == 2
+    assert gemv_rows("AVX512") == 0 and gemv_rows("DEFAULT") == 0
+
+
 @pytest.mark.parametrize("rows_hint", [1, 2])
-def test_fp32_matrix_vector_layers_keep_a_transposed_copy(rows_hint):
+def test_fp32_matrix_vector_layers_keep_a_transposed_copy(rows_hint, monkeypatch):
     model = _model(torch.float32)
     if not packing_available(model[0].weight):
         pytest.skip("oneDNN is not available")
+    monkeypatch.setattr(packed, "GEMV_ROWS", 2)  # what an AVX2 CPU gets
     model[0].bias.data.normal_()
     x = torch.randn(rows_hint, 48)
     with torch.inference_mode():
@@ -51,6 +58,12 @@ def test_fp32_matrix_vector_layers_keep_a_transposed_copy(rows_hint):
             out = model(x)
     assert n == 2 and all(f.transposed for f in layers)
     assert layers[0].weight.shape == (48, 96) and layers[0].weight.is_contiguous()
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    monkeypatch.setattr(packed, "GEMV_ROWS", 0)  # an AVX-512 CPU: packed by oneDNN
+    with torch.inference_mode(), packed_linears(model, rows_hint=rows_hint):
+        layers = [vars(m)["forward"] for m in model if isinstance(m, nn.Linear)]
+        out = model(x)
+    assert not any(f.transposed for f in layers)
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
 
 

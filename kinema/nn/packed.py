@@ -21,7 +21,21 @@ from torch import nn
 
 logger = logging.getLogger(__name__)
 
-GEMV_ROWS = 2  # fp32 layers packed for at most this many rows keep a transposed copy instead
+
+def gemv_rows(capability: str) -> int:
+    """fp32 layers packed for at most this many rows keep a contiguous transposed weight
+    instead of a oneDNN-packed one, on a CPU of this ``torch.backends.cpu`` capability.
+
+    One or two rows (a next-token step) make a matrix-vector product bound by reading the
+    weight. On an AVX2 EPYC a plain ``x @ W^T`` over a contiguous ``W^T`` streamed it fastest
+    (next-token decoding of the 10M bench model 20.5 s vs 24.5 s packed); on an AVX-512 EPYC
+    (Zen 5) oneDNN's packed product is as fast on one thread and uses the second one, where
+    ``x @ W^T`` stays on one (the 64K head from DRAM on 2 threads: 3.5 ms vs 6.8 ms).
+    """
+    return 2 if capability == "AVX2" else 0
+
+
+GEMV_ROWS = gemv_rows(torch.backends.cpu.get_cpu_capability())
 
 
 def packing_available(weight: torch.Tensor) -> bool:
@@ -43,9 +57,7 @@ class _PackedForward:
         self.dtype = linear.weight.dtype
         weight = linear.weight.detach()
         self.bias = None if linear.bias is None else linear.bias.detach()
-        # fp32 at one or two rows (a next-token step) is a matrix-vector product bound by
-        # reading the weight: a contiguous (in, out) copy streams it fastest (the 64K head
-        # at 1 row: ~7 ms against ~9 ms packed and ~13-17 ms plain on an AVX2 EPYC)
+        # fp32 at one or two rows on an AVX2 CPU: a contiguous (in, out) copy (gemv_rows)
         self.transposed = self.dtype == torch.float32 and rows_hint <= GEMV_ROWS
         if self.transposed:
             self.weight = weight.t().contiguous()
