@@ -32,6 +32,7 @@ import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -44,6 +45,9 @@ from kinema.errors import KinemaError
 from kinema.eval.physics import ball_weights
 from kinema.eval.physics_eval import DT, EVAL_SEED
 from kinema.utils.jsonable import jsonable
+
+if TYPE_CHECKING:
+    from kinema.audio.metrics import ClickTally
 
 log = logging.getLogger(__name__)
 
@@ -184,11 +188,17 @@ def ball_stats(
     return radius, rgb
 
 
-def click_scores(task: str, model, ceiling=None, chance=None, n: int = 0) -> list[TaskScore]:
+def click_scores(
+    task: str,
+    model: ClickTally,
+    ceiling: ClickTally | None = None,
+    chance: ClickTally | None = None,
+    n: int = 0,
+) -> list[TaskScore]:
     """The click rows of :class:`~kinema.audio.metrics.ClickTally` totals: timing error of
     the matched clicks (ms), then the matched, missed and extra counts."""
 
-    def of(tally, what: str) -> float | None:
+    def of(tally: ClickTally | None, what: str) -> float | None:
         if tally is None:
             return None
         return tally.mean_ms if what == "timing" else float(getattr(tally, what))
