@@ -94,6 +94,12 @@ class ModelMixin(nn.Module):
             )
         return model
 
+    def adapt_init_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Fine-tuning start: map another run's weights onto this model's shapes where the
+        architecture allows a config change (default: unchanged; see
+        :func:`kinema.train.checkpoint.load_init_weights`)."""
+        return state
+
 
 def untie_shared(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """safetensors refuses shared storage: keep the first name of each shared tensor."""

@@ -343,3 +343,24 @@ def test_trains_through_the_trainer_and_reloads(tmp_path):
     tokens = TokenData().tokens[:2]
     with torch.no_grad():
         assert torch.equal(loaded.eval().logits(tokens), model.eval().logits(tokens))
+
+
+@pytest.mark.parametrize("block", [(1, 1, 1), (1, 1, 2), (1, 4, 4)])
+def test_init_from_another_block_shape(tmp_path, block):
+    """Fine-tuning next-token (or any block) from a next-block run: every weight is copied
+    and the start block's rows are the source's, cyclically; other shape changes still fail."""
+    from kinema.train.checkpoint import load_init_weights
+
+    src = build(seed=1)  # block (1, 1, 4)
+    src.save_pretrained(tmp_path / "nbp")
+    torch.manual_seed(2)
+    dst = TokenLM(preset("tiny", block_shape=block))
+    load_init_weights(dst, tmp_path / "nbp")
+    own, ref = dst.state_dict(), src.state_dict()
+    rows = torch.arange(dst.config.block_len) % 4
+    assert torch.equal(own["start"], ref["start"][rows])
+    for name, tensor in ref.items():
+        if name != "start":
+            assert torch.equal(own[name], tensor), name
+    with pytest.raises(KinemaError, match=r"\(64, 32\) there and \(65, 32\)"):
+        load_init_weights(TokenLM(preset("tiny", vocab_size=65)), tmp_path / "nbp")

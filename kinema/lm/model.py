@@ -116,6 +116,18 @@ class TokenLM(ModelMixin):
         if self.text is not None:
             self.text.reset_parameters()
 
+    def adapt_init_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Fine-tune another block shape from these weights (e.g. next-block -> next-token):
+        only the learned start block ``(L, D)`` depends on it; its rows are taken cyclically
+        from the other run's (row 0, the first cell, is the same cell for every shape)."""
+        start = state.get("start")
+        if start is None or start.ndim != 2 or start.shape[0] == self.config.block_len:
+            return state
+        rows = torch.arange(self.config.block_len) % start.shape[0]
+        logger.info("start block: %d rows -> %d (block %s)", start.shape[0], len(rows),
+                    "x".join(map(str, self.config.block_shape)))  # fmt: skip
+        return {**state, "start": start[rows]}
+
     # ------------------------------------------------------------------ layout
     def to_blocks(self, tokens: torch.Tensor) -> torch.Tensor:
         """``(B, t, h, w)`` -> ``(B, n, L)`` in block order (checks the grid)."""

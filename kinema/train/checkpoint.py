@@ -213,12 +213,15 @@ def _load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: 
 
 def load_init_weights(model: torch.nn.Module, folder: str | os.PathLike) -> None:
     """Fine-tuning start: ``folder/model.safetensors`` (an exported model or a checkpoint)
-    into an unsharded ``model`` of the same architecture; a one-line error names the first
-    parameter whose shape differs."""
+    into an unsharded ``model`` of the same architecture, after the model's own
+    ``adapt_init_state`` (e.g. a token LM to another block shape); a one-line error names the
+    first parameter whose shape still differs."""
     file = Path(folder) / WEIGHTS_NAME
     if not file.is_file():
         raise KinemaError(f"init_from '{folder}' has no {WEIGHTS_NAME}")
     state = load_file(str(file))
+    if hasattr(model, "adapt_init_state"):
+        state = model.adapt_init_state(state)
     own = model.state_dict()
     for name, tensor in state.items():
         if name in own and own[name].shape != tensor.shape:
