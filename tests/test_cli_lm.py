@@ -92,6 +92,27 @@ def test_train_lm_then_generate(tokenizer, tmp_path, real_videos, block):
     assert a.shape == (2, 5, 32, 32, 3) and np.array_equal(a, b)  # seeded
 
 
+def test_init_next_token_from_a_next_block_model(tokenizer, tmp_path):
+    """--init with another --block: a next-token model fine-tuned from a next-block one (one
+    step at a negligible lr keeps the weights; the start block is the source's row 0)."""
+    import torch
+
+    common = ["--data", "physics", "--n", "4", "--tokenizer", str(tokenizer), "--preset",
+              "tiny", "--resolution", "32", "--frames", "5", "--cond-frames", "1",
+              "--batch-size", "2", "--warmup", "1", "--threads", "1"]  # fmt: skip
+    nbp, ntp = tmp_path / "nbp", tmp_path / "ntp"
+    res = runner.invoke(app, ["train", "lm", *common, "--block", "1x1x8", "--steps", "1",
+                              "--out", str(nbp)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    tune = ["--lr", "1e-12", "--init", str(nbp / "model"), "--out", str(ntp)]
+    res = runner.invoke(app, ["train", "lm", *common, "--block", "1x1x1", "--steps", "1", *tune])
+    assert res.exit_code == 0, res.output
+    src, dst = (TokenLM.from_pretrained(d / "model") for d in (nbp, ntp))
+    assert dst.config.block_shape == (1, 1, 1) and src.config.block_shape == (1, 1, 8)
+    assert torch.allclose(dst.start, src.start[:1], atol=1e-6)
+    assert torch.allclose(dst.tok_embed.weight, src.tok_embed.weight, atol=1e-6)
+
+
 def test_generate_errors(tokenizer, tmp_path):
     p = tmp_path / "m"
     from kinema.lm import preset

@@ -86,7 +86,9 @@ def train_lm_command(
     save_every: int = typer.Option(250, help="Steps between checkpoints."),
     resume: bool = typer.Option(False, help="Continue from the latest checkpoint in --out."),
     init: str | None = typer.Option(
-        None, help="Fine-tune: start from this model (folder or shipped name; same config)."
+        None,
+        help="Fine-tune: start from this model (folder or shipped name; same config, except "
+        "that --block may differ: e.g. next-token from a next-block model).",
     ),
     seed: int = typer.Option(0, help="Seed."),
     threads: int | None = typer.Option(None, help="CPU threads (torch.set_num_threads)."),
