@@ -13,12 +13,16 @@
 #     of the three scenarios, encoded with that day's codec (which rendered no clicks);
 #   stage B (2026-12-04, 2-core AMD EPYC): the codec of step 1 (three runs, 22:00-22:26 on
 #     2 threads), shards of step 2 (2,000 + 1,000 bounce clips, 173 s + 114 s), then
-#     STAGE=B: 1,200 steps from stage A's model (~5 s a step on 2 threads, bf16); its
-#     runs/mt-ft/model is what ships (LM weights saved in bf16, the codec of step 1 inside).
-# Running STAGE=A then STAGE=B here uses this codec's shards for both.
+#     STAGE=B: 1,200 steps from stage A's model (~5 s a step on 2 threads, bf16);
+#   stage C (2026-12-05, same machine): STAGE=C, next-token (--block 1x1x1) from stage B's
+#     model: 500 steps on stage B's mixture (continuation:3), then 700 continuation-heavy
+#     steps with 3,000 more bounce clips (~3-4 s a step); next-block decoding samples the 16
+#     cells of a row apart, which broke the ball into pieces in long videos. Its
+#     runs/mt-ntp2/model is what ships (LM weights saved in bf16, the codec of step 1 inside).
+# Running STAGE=A, B, then C here uses this codec's shards for all.
 set -euo pipefail
 TOK=${TOK:-tokenizer-cpu-fsq}
-STAGE=${STAGE:-B}
+STAGE=${STAGE:-C}
 # 1. the audio codec: isolated clicks (quantizer bypassed), isolated clicks with the RVQ,
 #    then the sound with 4 extra clicks per clip; each run from the last one's weights
 [ -f runs/audio-codec/model/config.json ] || kinema train audio-codec --preset cpu \
@@ -26,10 +30,11 @@ STAGE=${STAGE:-B}
   --out runs/audio-codec --threads 2
 kinema eval audio-codec --model runs/audio-codec/model --n 64 --json runs/audio-codec/eval.json
 # 2. shards with edge controls and audio tokens
-for spec in all:2000:shards/physics-mt bounce:1000:shards/physics-mt-bounce; do
-  IFS=: read -r scenario n dir <<< "$spec"
+for spec in all:2000:0:shards/physics-mt bounce:1000:0:shards/physics-mt-bounce \
+    bounce:3000:1:shards/physics-mt-bounce2; do
+  IFS=: read -r scenario n seed dir <<< "$spec"
   [ -f "$dir/index.json" ] || kinema tokenizer encode physics --n "$n" --scenario "$scenario" \
-    --split id --seed 0 --controls edges --audio-codec runs/audio-codec/model \
+    --split id --seed "$seed" --controls edges --audio-codec runs/audio-codec/model \
     --audio-frames 84 --tokenizer "$TOK" --out "$dir" --threads 2
 done
 # 3. the LM
@@ -39,7 +44,7 @@ if [ "$STAGE" = A ]; then
     --set max_text_len=16 --steps 700 --batch-size 8 --lr 1e-3 --warmup 50 --ema 0.995 \
     --precision auto --save-every 100 --seed 0 --threads 2 --out runs/mt-physics
   MODEL=runs/mt-physics/model
-else
+elif [ "$STAGE" = B ]; then
   # stage A's model (STAGE=A above; the one used was lm-physics-multitask up to commit b93d279)
   INIT=${INIT:-runs/mt-physics/model}
   kinema train lm --data shards/physics-mt --data shards/physics-mt-bounce --tokenizer "$TOK" \
@@ -48,6 +53,21 @@ else
     --set max_text_len=16 --steps 1200 --batch-size 8 --lr 5e-4 --warmup 50 --ema 0.995 \
     --precision auto --save-every 100 --seed 1 --threads 2 --init "$INIT" --out runs/mt-ft
   MODEL=runs/mt-ft/model
+else
+  # stage B's model (STAGE=B above; the one used was lm-physics-multitask up to commit 0db9acc)
+  INIT=${INIT:-runs/mt-ft/model}
+  kinema train lm --data shards/physics-mt --data shards/physics-mt-bounce --tokenizer "$TOK" \
+    --preset small --block 1x1x1 \
+    --tasks t2v:1,i2v:1,continuation:3,inpaint:1,outpaint:1,stylize:edges:1,v2a:2 \
+    --set max_text_len=16 --steps 500 --batch-size 8 --lr 5e-4 --warmup 30 --ema 0.995 \
+    --precision auto --save-every 50 --seed 3 --threads 2 --init "$INIT" --out runs/mt-ntp
+  kinema train lm --data shards/physics-mt --data shards/physics-mt-bounce \
+    --data shards/physics-mt-bounce2 --tokenizer "$TOK" --preset small --block 1x1x1 \
+    --tasks t2v:1,i2v:1,continuation:6,inpaint:1,outpaint:1,stylize:edges:1,v2a:1 \
+    --set max_text_len=16 --steps 700 --batch-size 8 --lr 3e-4 --warmup 20 --ema 0.995 \
+    --precision auto --save-every 50 --seed 4 --threads 2 --init runs/mt-ntp/model \
+    --out runs/mt-ntp2
+  MODEL=runs/mt-ntp2/model
 fi
 # 4. super-resolution: the same clips at two sizes (one 4,375-way softmax, the small preset)
 for r in 32 64; do

@@ -163,6 +163,7 @@ def test_the_shipped_multitask_model_runs_a_masked_task():
     assert set(net.config.vocabulary.tasks) == {
         "t2v", "i2v", "continuation", "inpaint", "outpaint", "stylize:edges", "v2a",
     }  # fmt: skip
+    assert net.config.block_shape == (1, 1, 1)  # next-token, fine-tuned from next-block
     assert hub.tokenizer_folder("lm-physics-multitask") == hub.SHIPPED / "tokenizer-cpu-fsq"
     assert load_audio_codec("lm-physics-multitask").config.levels == 4
     clip = to_uint8(build_dataset("physics", length=1, resolution=64, num_frames=17)[0]["video"])
