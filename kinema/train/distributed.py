@@ -9,6 +9,7 @@ created and the model is used as is.
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ from torch.distributed.checkpoint.state_dict import (
 from torch.distributed.tensor import DTensor, distribute_tensor
 
 from kinema.errors import KinemaError
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -79,8 +82,16 @@ def setup(device: str = "auto") -> DistEnv:
 
 
 def _destroy() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    """At exit: wait for every rank, then tear down. A rank that tears its gloo pairs down
+    while a peer still uses them can abort that peer ("terminate called without an active
+    exception", seen once in CI); after a failed rank torchrun stops the others anyway."""
+    if not dist.is_initialized():
+        return
+    try:
+        dist.barrier()
+    except RuntimeError as e:  # a peer already gone: nothing left to wait for
+        logger.debug("barrier at exit: %s", e)
+    dist.destroy_process_group()
 
 
 # ---------------------------------------------------------------------------- sharding
