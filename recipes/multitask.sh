@@ -37,35 +37,34 @@ for spec in all:2000:0:shards/physics-mt bounce:1000:0:shards/physics-mt-bounce 
     --split id --seed "$seed" --controls edges --audio-codec runs/audio-codec/model \
     --audio-frames 84 --tokenizer "$TOK" --out "$dir" --threads 2
 done
-# 3. the LM
+# 3. the LM: every stage shares these flags (the small preset, batch 8, EMA, 2 threads)
+train_lm() {
+  kinema train lm --tokenizer "$TOK" --preset small --set max_text_len=16 --batch-size 8 \
+    --ema 0.995 --precision auto --threads 2 "$@"
+}
+MT=shards/physics-mt
+BOUNCE=shards/physics-mt-bounce
 if [ "$STAGE" = A ]; then
-  kinema train lm --data shards/physics-mt --tokenizer "$TOK" --preset small --block 1x1x16 \
+  train_lm --data "$MT" --block 1x1x16 \
     --tasks t2v:1,i2v:1,continuation:1,inpaint:1,outpaint:1,stylize:edges:1,v2a:1 \
-    --set max_text_len=16 --steps 700 --batch-size 8 --lr 1e-3 --warmup 50 --ema 0.995 \
-    --precision auto --save-every 100 --seed 0 --threads 2 --out runs/mt-physics
+    --steps 700 --lr 1e-3 --warmup 50 --save-every 100 --seed 0 --out runs/mt-physics
   MODEL=runs/mt-physics/model
 elif [ "$STAGE" = B ]; then
   # stage A's model (STAGE=A above; the one used was lm-physics-multitask up to commit b93d279)
   INIT=${INIT:-runs/mt-physics/model}
-  kinema train lm --data shards/physics-mt --data shards/physics-mt-bounce --tokenizer "$TOK" \
-    --preset small --block 1x1x16 \
+  train_lm --data "$MT" --data "$BOUNCE" --block 1x1x16 \
     --tasks t2v:1,i2v:1,continuation:2,inpaint:1,outpaint:1,stylize:edges:1,v2a:2 \
-    --set max_text_len=16 --steps 1200 --batch-size 8 --lr 5e-4 --warmup 50 --ema 0.995 \
-    --precision auto --save-every 100 --seed 1 --threads 2 --init "$INIT" --out runs/mt-ft
+    --steps 1200 --lr 5e-4 --warmup 50 --save-every 100 --seed 1 --init "$INIT" --out runs/mt-ft
   MODEL=runs/mt-ft/model
 else
   # stage B's model (STAGE=B above; the one used was lm-physics-multitask up to commit 0db9acc)
   INIT=${INIT:-runs/mt-ft/model}
-  kinema train lm --data shards/physics-mt --data shards/physics-mt-bounce --tokenizer "$TOK" \
-    --preset small --block 1x1x1 \
+  train_lm --data "$MT" --data "$BOUNCE" --block 1x1x1 \
     --tasks t2v:1,i2v:1,continuation:3,inpaint:1,outpaint:1,stylize:edges:1,v2a:2 \
-    --set max_text_len=16 --steps 500 --batch-size 8 --lr 5e-4 --warmup 30 --ema 0.995 \
-    --precision auto --save-every 50 --seed 3 --threads 2 --init "$INIT" --out runs/mt-ntp
-  kinema train lm --data shards/physics-mt --data shards/physics-mt-bounce \
-    --data shards/physics-mt-bounce2 --tokenizer "$TOK" --preset small --block 1x1x1 \
+    --steps 500 --lr 5e-4 --warmup 30 --save-every 50 --seed 3 --init "$INIT" --out runs/mt-ntp
+  train_lm --data "$MT" --data "$BOUNCE" --data "${BOUNCE}2" --block 1x1x1 \
     --tasks t2v:1,i2v:1,continuation:6,inpaint:1,outpaint:1,stylize:edges:1,v2a:1 \
-    --set max_text_len=16 --steps 700 --batch-size 8 --lr 3e-4 --warmup 20 --ema 0.995 \
-    --precision auto --save-every 50 --seed 4 --threads 2 --init runs/mt-ntp/model \
+    --steps 700 --lr 3e-4 --warmup 20 --save-every 50 --seed 4 --init runs/mt-ntp/model \
     --out runs/mt-ntp2
   MODEL=runs/mt-ntp2/model
 fi

@@ -521,11 +521,8 @@ class _Run:
                 sse, count = region_mse(x, hr, everywhere)
                 sums[key][0] += sse
                 sums[key][1] += count
-        task, sr_psnr, ceiling = (
-            f"super-resolution {scale}x",
-            psnr_of(*sums["sr"]),
-            psnr_of(*sums["rec"]),
-        )
+        task = f"super-resolution {scale}x"
+        sr_psnr, ceiling = psnr_of(*sums["sr"]), psnr_of(*sums["rec"])
         return [
             TaskScore(
                 task, f"PSNR vs the {high}x{high} clip (dB): SR / bicubic of the low-res pixels",
